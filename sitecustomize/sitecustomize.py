@@ -1,0 +1,65 @@
+# xray-autoinst start-up hook: put on PYTHONPATH by `xray-run`. Standard library only, and it
+# must at least parse on any Python 3. It does nothing (silently) in an interpreter that is not
+# the installation xray-run prepared, or when tracing is disabled; otherwise it installs the
+# agent's post-import hooks. Then it runs the user's own sitecustomize, if one exists.
+import os
+import sys
+
+
+def _xray_autoinst_start():
+    expect = os.environ.get("XRAY_AUTOINST_EXPECT", "")
+    here = "%s|%d.%d" % (sys.prefix, sys.version_info[0], sys.version_info[1])
+    if expect != here:
+        return
+    for var in ("XRAY_ENABLED", "AWS_XRAY_SDK_ENABLED"):
+        if os.environ.get(var, "").strip().lower() in ("false", "0", "no", "off"):
+            if var == "AWS_XRAY_SDK_ENABLED" and os.environ.get("XRAY_ENABLED", "").strip():
+                continue
+            return
+    try:
+        from xray_autoinst import bootstrap
+
+        bootstrap.start()
+    except Exception:  # never break the interpreter's start
+        if os.environ.get("XRAY_AUTOINST_RAISE"):
+            raise
+        try:
+            import traceback
+
+            sys.stderr.write("xray-autoinst: start-up failed; tracing is off:\n")
+            traceback.print_exc()
+        except Exception:
+            pass
+
+
+def _xray_autoinst_chain():
+    """Import the next ``sitecustomize`` on sys.path, as if this one were not there."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    mod = sys.modules.get("sitecustomize")
+    try:
+        import importlib.machinery
+
+        path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+        if spec is None or spec.loader is None:
+            return
+        import importlib.util
+
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["sitecustomize"] = module
+        spec.loader.exec_module(module)
+    except Exception:
+        if mod is not None:
+            sys.modules["sitecustomize"] = mod
+        if os.environ.get("XRAY_AUTOINST_RAISE"):
+            raise
+        import traceback
+
+        sys.stderr.write("xray-autoinst: the application's own sitecustomize failed:\n")
+        traceback.print_exc()
+
+
+try:
+    _xray_autoinst_start()
+finally:
+    _xray_autoinst_chain()

@@ -1,0 +1,72 @@
+"""Run by the ``sitecustomize`` hook at interpreter start: read the configuration once and
+register the post-import hooks of every enabled integration. Nothing heavy is imported here:
+the tracer and a patcher load when the application imports a library the patcher targets.
+"""
+
+import sys
+
+from . import config as _config
+from . import importhook
+from . import log as _log
+from .registry import INTEGRATIONS
+
+# integration name -> "patched" | "failed: ..." | "disabled"
+status = {}
+_config_obj = None
+
+
+def settings():
+    global _config_obj
+    if _config_obj is None:
+        _config_obj = _config.from_env()
+    return _config_obj
+
+
+def start(environ=None):
+    """Configure and install hooks. Returns the Config."""
+    global _config_obj
+    cfg = _config.from_env(environ)
+    _config_obj = cfg
+    _log.configure(cfg.log_level)
+    for problem in cfg.problems:
+        _log.get().warning("%s", problem)
+    if not cfg.enabled:
+        return cfg
+    for name, (targets, _patcher, _dist) in INTEGRATIONS.items():
+        if name in cfg.disabled_instrumentations:
+            status[name] = "disabled"
+            continue
+        for target in targets:
+            importhook.when_imported(target, _on_import(name))
+    return cfg
+
+
+def _on_import(name):
+    def hook(_module):
+        apply(name)
+
+    return hook
+
+
+def apply(name):
+    """Run an integration's patcher through the one guard: an exception is logged once and
+    the integration marked failed; the application's import goes on as without the agent."""
+    if status.get(name) in ("patched", "disabled") or str(status.get(name, "")).startswith(
+        "failed"
+    ):
+        return
+    patcher = INTEGRATIONS[name][1]
+    try:
+        __import__(patcher)
+        module = sys.modules[patcher]
+        module.patch()
+        status[name] = "patched"
+    except Exception as exc:  # noqa: BLE001 - never break the application's import
+        status[name] = f"failed: {type(exc).__name__}: {exc}"
+        _log.get().warning(
+            "instrumentation %r could not be applied and is off (%s: %s); the application "
+            "runs unchanged", name, type(exc).__name__, exc,
+        )
+        _log.get().debug("instrumentation %r failed", name, exc_info=True)
+        if settings().reraise:
+            raise

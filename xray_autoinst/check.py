@@ -1,0 +1,75 @@
+"""``xray-run --check``: the effective configuration, the integrations, the daemon address."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from . import __version__
+from . import config as _config
+from .registry import INTEGRATIONS
+
+
+def _version(dist):
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _stdlib(module):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def report(environ=None) -> tuple[str, bool]:
+    cfg = _config.from_env(environ)
+    lines = [f"xray-autoinst {__version__} (Python {sys.version.split()[0]}, {sys.prefix})", ""]
+    lines.append("configuration:")
+    width = max(len(v) for v, _, _ in _config.DOCS)
+    for var, default, _doc in _config.DOCS:
+        value, origin = cfg.sources.get(var, (default, "default"))
+        lines.append(f"  {var:<{width}}  {value}  [{origin}]")
+    lines.append(f"  {'tracing':<{width}}  {'on' if cfg.enabled else 'OFF'}")
+    lines.append("")
+    lines.append("integrations:")
+    for name, (targets, _patcher, dist) in INTEGRATIONS.items():
+        if dist is None:
+            installed = "standard library" if _stdlib(targets[0]) else "not available"
+        else:
+            v = _version(dist)
+            installed = f"{dist} {v}" if v else f"{dist} not installed"
+        state = "disabled" if name in cfg.disabled_instrumentations else "enabled"
+        if not cfg.enabled:
+            state = "off"
+        lines.append(f"  {name:<14} {state:<9} {installed}")
+    lines.append("")
+    udp_host, udp_port = cfg.udp_address
+    tcp_host, tcp_port = cfg.tcp_address
+    lines.append("daemon:")
+    for kind, host, port in (("udp", udp_host, udp_port), ("tcp", tcp_host, tcp_port)):
+        try:
+            info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            where = info[0][4][0]
+            lines.append(f"  {kind} {host}:{port} resolves to {where}")
+        except OSError as exc:
+            lines.append(f"  {kind} {host}:{port} does NOT resolve ({exc})")
+    ok = not cfg.problems
+    if cfg.problems:
+        lines.append("")
+        lines.append("problems:")
+        for p in cfg.problems:
+            lines.append(f"  - {p}")
+    return "\n".join(lines) + "\n", ok
+
+
+def main(argv=None) -> int:
+    text, ok = report()
+    sys.stdout.write(text)
+    return 0 if ok else 1

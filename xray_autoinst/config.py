@@ -1,0 +1,346 @@
+"""Configuration: every environment variable the agent reads lives here, parsed once.
+
+``from_env(environ)`` is pure: it never raises for a bad value. Each problem becomes one message
+naming the variable, the bad value and what is accepted, and the documented default is used (for
+a daemon address that cannot be used, tracing is turned off).
+"""
+
+from __future__ import annotations
+
+import os
+
+# --- variable names (nothing else in the agent reads os.environ for these) ------------------
+SERVICE_NAME = "XRAY_SERVICE_NAME"
+TRACING_NAME = "AWS_XRAY_TRACING_NAME"
+DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"
+ENABLED = "XRAY_ENABLED"
+SDK_ENABLED = "AWS_XRAY_SDK_ENABLED"
+DISABLED_INSTRUMENTATIONS = "XRAY_DISABLED_INSTRUMENTATIONS"
+SAMPLING_RULES = "XRAY_SAMPLING_RULES"
+SAMPLING = "XRAY_SAMPLING"
+TRUST_TRACE_HEADER = "XRAY_TRUST_TRACE_HEADER"
+LOG_LEVEL = "XRAY_LOG_LEVEL"
+CONTEXT_MISSING = "XRAY_CONTEXT_MISSING"
+AWS_CONTEXT_MISSING = "AWS_XRAY_CONTEXT_MISSING"
+SQL_QUERIES = "XRAY_SQL_QUERIES"
+REDACT_QUERY_PARAMS = "XRAY_REDACT_QUERY_PARAMS"
+# Set by the launcher: which Python installation it prepared ("<sys.prefix>|<major.minor>").
+EXPECT = "XRAY_AUTOINST_EXPECT"
+# Test switch: hooks and patchers re-raise instead of logging.
+RAISE = "XRAY_AUTOINST_RAISE"
+
+DEFAULT_DAEMON = "127.0.0.1:2000"
+DEFAULT_REDACT = "password,passwd,pwd,secret,token,key,signature,credential,auth,session"
+CONTEXT_MISSING_CHOICES = ("ignore", "log", "call", "process")
+_AWS_CONTEXT_MISSING = {"RUNTIME_ERROR": "log", "LOG_ERROR": "log", "IGNORE_ERROR": "ignore"}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_NAME_OK = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ \t\n\r\f\v.:/%&#=+-@"
+)
+NAME_MAX = 200
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Config:
+    """The effective configuration; frozen once built. (A plain class rather than a dataclass:
+    ``dataclasses`` imports ``inspect``, several milliseconds on every interpreter start.)"""
+
+    _DEFAULTS = {
+        "enabled": True,
+        "service_name": None,  # None: derived from the program at first use
+        "udp_address": ("127.0.0.1", 2000),
+        "tcp_address": ("127.0.0.1", 2000),
+        "disabled_instrumentations": frozenset(),
+        "sampling_rules": None,  # core.sampling.LocalRules, or None for the default rule
+        "sampling_mode": "centralized",  # "centralized" or "local"
+        "trust_trace_header": True,
+        "log_level": "warning",
+        "context_missing": "ignore",
+        "sql_queries": "sanitized",
+        "redact_query_params": tuple(DEFAULT_REDACT.split(",")),
+        "reraise": False,
+        # variable -> (effective value as text, "env" | "default" | "invalid: ...")
+        "sources": None,
+        "problems": (),
+    }
+    __slots__ = tuple(_DEFAULTS)
+
+    def __init__(self, **kw):
+        for key, default in self._DEFAULTS.items():
+            object.__setattr__(self, key, kw.pop(key, default))
+        if kw:
+            raise TypeError(f"unknown settings: {sorted(kw)}")
+        if self.sources is None:
+            object.__setattr__(self, "sources", {})
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Config is frozen")
+
+    def replace(self, **kw) -> "Config":
+        values = {k: getattr(self, k) for k in self._DEFAULTS}
+        values.update(kw)
+        return Config(**values)
+
+    def __repr__(self):
+        return "Config(%s)" % ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in self._DEFAULTS if k not in ("sources",)
+        )
+
+
+def _bad(var: str, value: str, accepted: str, fallback: str) -> str:
+    shown = value if len(value) <= 120 else value[:117] + "..."
+    return f"{var}={shown!r} is not valid: expected {accepted}; using {fallback}"
+
+
+def parse_bool(var: str, value: str, default: bool, problems: list) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    problems.append(_bad(var, value, "true or false", str(default).lower()))
+    return default
+
+
+def clean_name(name: str) -> tuple[str, bool]:
+    """Make ``name`` acceptable to the schema's ``name`` pattern (1-200 chars). Returns
+    (name, changed)."""
+    fixed = "".join(c if c in _NAME_OK else "_" for c in name)[:NAME_MAX]
+    if not fixed.strip():
+        fixed = "unnamed"
+    return fixed, fixed != name
+
+
+def _parse_hostport(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(text)
+        host, port = text[1:end], text[end + 2 :]
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(text)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(text)
+    return host, int(port)
+
+
+def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """``host:port`` or ``udp:host:port tcp:host:port`` (either order). Raises ValueError."""
+    parts = value.split()
+    if len(parts) == 1 and not parts[0].startswith(("udp:", "tcp:")):
+        addr = _parse_hostport(parts[0])
+        return addr, addr
+    if len(parts) == 2:
+        found = {}
+        for part in parts:
+            kind, _, rest = part.partition(":")
+            if kind not in ("udp", "tcp") or kind in found:
+                raise ValueError(value)
+            found[kind] = _parse_hostport(rest)
+        if len(found) == 2:
+            return found["udp"], found["tcp"]
+    raise ValueError(value)
+
+
+def from_env(environ=None) -> Config:
+    """Parse the agent's configuration from ``environ`` (default: os.environ). Never raises."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    sources: dict = {}
+    kw: dict = {}
+
+    def get(var):
+        value = env.get(var)
+        return None if value is None or value.strip() == "" else value
+
+    def record(var, value, origin):
+        sources[var] = (value, origin)
+
+    # enabled: XRAY_ENABLED wins over AWS_XRAY_SDK_ENABLED
+    enabled = True
+    for var in (SDK_ENABLED, ENABLED):
+        raw = get(var)
+        if raw is not None:
+            n = len(problems)
+            enabled = parse_bool(var, raw, True, problems)
+            record(var, raw, "env" if len(problems) == n else "invalid")
+        else:
+            record(var, "true", "default")
+    kw["enabled"] = enabled
+
+    # service name
+    name = None
+    for var in (SERVICE_NAME, TRACING_NAME):
+        raw = get(var)
+        if raw is not None and name is None:
+            name, changed = clean_name(raw.strip())
+            if changed:
+                problems.append(
+                    f"{var}={raw[:120]!r} has characters X-Ray does not accept in a name (or is "
+                    f"over {NAME_MAX}); using {name!r}"
+                )
+            record(var, name, "env")
+        elif raw is not None:
+            record(var, raw, f"env (ignored: {SERVICE_NAME} is set)")
+    if name is None:
+        record(SERVICE_NAME, "(program name)", "default")
+    kw["service_name"] = name
+
+    # daemon address
+    raw = get(DAEMON_ADDRESS)
+    if raw is None:
+        record(DAEMON_ADDRESS, DEFAULT_DAEMON, "default")
+    else:
+        try:
+            kw["udp_address"], kw["tcp_address"] = parse_daemon_address(raw)
+            record(DAEMON_ADDRESS, raw, "env")
+        except ValueError:
+            problems.append(
+                _bad(
+                    DAEMON_ADDRESS,
+                    raw,
+                    "host:port, [ipv6]:port or 'udp:host:port tcp:host:port'",
+                    "nothing: tracing is off",
+                )
+            )
+            record(DAEMON_ADDRESS, raw, "invalid: tracing off")
+            kw["enabled"] = False
+
+    raw = get(DISABLED_INSTRUMENTATIONS)
+    if raw is not None:
+        kw["disabled_instrumentations"] = frozenset(
+            p.strip().lower() for p in raw.split(",") if p.strip()
+        )
+        record(DISABLED_INSTRUMENTATIONS, raw, "env")
+    else:
+        record(DISABLED_INSTRUMENTATIONS, "", "default")
+
+    # sampling rules
+    raw = get(SAMPLING_RULES)
+    if raw is not None:
+        from .core import sampling
+
+        try:
+            kw["sampling_rules"] = sampling.load_rules(raw)
+            record(SAMPLING_RULES, raw, "env")
+        except ValueError as exc:
+            problems.append(
+                f"{SAMPLING_RULES}: {exc}; using the default rule (1 request/s, then 5%)"
+            )
+            record(SAMPLING_RULES, raw, "invalid: default rule")
+    else:
+        record(SAMPLING_RULES, "(X-Ray default rule: 1/s + 5%)", "default")
+
+    raw = get(SAMPLING)
+    mode = "local" if kw.get("sampling_rules") is not None else "centralized"
+    if raw is not None:
+        v = raw.strip().lower()
+        if v in ("local", "centralized"):
+            mode = v
+            record(SAMPLING, v, "env")
+        else:
+            problems.append(_bad(SAMPLING, raw, "local or centralized", mode))
+            record(SAMPLING, raw, f"invalid: {mode}")
+    else:
+        record(SAMPLING, mode, "default")
+    kw["sampling_mode"] = mode
+
+    raw = get(TRUST_TRACE_HEADER)
+    if raw is not None:
+        n = len(problems)
+        kw["trust_trace_header"] = parse_bool(TRUST_TRACE_HEADER, raw, True, problems)
+        record(TRUST_TRACE_HEADER, raw, "env" if len(problems) == n else "invalid")
+    else:
+        record(TRUST_TRACE_HEADER, "true", "default")
+
+    raw = get(LOG_LEVEL)
+    if raw is not None:
+        v = raw.strip().lower()
+        if v in LOG_LEVELS:
+            kw["log_level"] = v
+            record(LOG_LEVEL, v, "env")
+        else:
+            problems.append(_bad(LOG_LEVEL, raw, " | ".join(LOG_LEVELS), "warning"))
+            record(LOG_LEVEL, raw, "invalid: warning")
+    else:
+        record(LOG_LEVEL, "warning", "default")
+
+    # context missing: ours wins over the SDK's standard variable
+    cm = "ignore"
+    origin = "default"
+    raw_aws = get(AWS_CONTEXT_MISSING)
+    if raw_aws is not None:
+        v = raw_aws.strip()
+        if v.upper() in _AWS_CONTEXT_MISSING:
+            cm, origin = _AWS_CONTEXT_MISSING[v.upper()], f"env {AWS_CONTEXT_MISSING}"
+        elif v.lower() in CONTEXT_MISSING_CHOICES:
+            cm, origin = v.lower(), f"env {AWS_CONTEXT_MISSING}"
+        else:
+            problems.append(
+                _bad(AWS_CONTEXT_MISSING, raw_aws, "RUNTIME_ERROR, LOG_ERROR or IGNORE_ERROR", cm)
+            )
+    raw = get(CONTEXT_MISSING)
+    if raw is not None:
+        v = raw.strip().lower()
+        if v in CONTEXT_MISSING_CHOICES:
+            cm, origin = v, "env"
+        else:
+            problems.append(_bad(CONTEXT_MISSING, raw, " | ".join(CONTEXT_MISSING_CHOICES), cm))
+    record(CONTEXT_MISSING, cm, origin)
+    kw["context_missing"] = cm
+
+    raw = get(SQL_QUERIES)
+    if raw is not None:
+        v = raw.strip().lower()
+        if v in ("sanitized", "off"):
+            kw["sql_queries"] = v
+            record(SQL_QUERIES, v, "env")
+        else:
+            problems.append(_bad(SQL_QUERIES, raw, "sanitized or off", "sanitized"))
+            record(SQL_QUERIES, raw, "invalid: sanitized")
+    else:
+        record(SQL_QUERIES, "sanitized", "default")
+
+    raw = get(REDACT_QUERY_PARAMS)
+    if raw is not None:
+        kw["redact_query_params"] = tuple(
+            p.strip().lower() for p in raw.split(",") if p.strip()
+        )
+        record(REDACT_QUERY_PARAMS, raw, "env")
+    else:
+        record(REDACT_QUERY_PARAMS, DEFAULT_REDACT, "default")
+
+    raw = get(RAISE)
+    kw["reraise"] = raw is not None and raw.strip().lower() in _TRUE
+
+    return Config(sources=sources, problems=tuple(problems), **kw)
+
+
+# Documentation of every variable (rendered into the README and by ``xray-run --check``).
+DOCS = (
+    (SERVICE_NAME, "program name", "Segment name. Falls back to AWS_XRAY_TRACING_NAME, then to "
+     "the main script's stem, the -m module, or the server's application module."),
+    (TRACING_NAME, "unset", "Standard X-Ray SDK name variable; XRAY_SERVICE_NAME wins."),
+    (DAEMON_ADDRESS, DEFAULT_DAEMON, "Daemon address: host:port, [ipv6]:port, or "
+     "'udp:host:port tcp:host:port'. A malformed value turns tracing off with one warning."),
+    (ENABLED, "true", "false: nothing is patched at all. Wins over AWS_XRAY_SDK_ENABLED."),
+    (SDK_ENABLED, "true", "Standard X-Ray SDK switch, same meaning as XRAY_ENABLED."),
+    (DISABLED_INSTRUMENTATIONS, "empty", "Comma-separated integration names to skip."),
+    (SAMPLING_RULES, "unset", "Path to, or inline JSON of, local sampling rules (version 1 or 2)."),
+    (SAMPLING, "centralized", "centralized: rules from the daemon's proxy; local: local rules only "
+     "(the default when XRAY_SAMPLING_RULES is set)."),
+    (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
+    (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
+    (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
+    (AWS_CONTEXT_MISSING, "unset", "Standard SDK values: RUNTIME_ERROR/LOG_ERROR = log, "
+     "IGNORE_ERROR = ignore. XRAY_CONTEXT_MISSING wins."),
+    (SQL_QUERIES, "sanitized", "sanitized: record queries with literals replaced by ?; off."),
+    (REDACT_QUERY_PARAMS, DEFAULT_REDACT, "URL query parameter name fragments whose values are "
+     "replaced by REDACTED (case-insensitive)."),
+)

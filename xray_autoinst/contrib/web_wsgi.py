@@ -1,0 +1,223 @@
+"""The generic WSGI middleware: one segment per sampled request.
+
+Applied automatically to the application each supported server loads; also public as
+``xray_autoinst.wsgi.XRayMiddleware`` for wrapping by hand. The segment ends when the response
+iterable is closed, so streamed bodies are timed fully. An unsampled request costs a header
+parse, a sampling decision and a context switch: no document is built.
+"""
+
+from __future__ import annotations
+
+
+
+from .. import log as _log
+from ..core import header as _header
+from ..core import tracer as _tracer_mod
+from ..core.entities import clip
+from ..core.urls import redact_query
+
+MARKER = "_xray_autoinst_app"
+_parse = _header.parse
+
+
+def get_version():
+    return ""
+
+
+def _fail(what):
+    _log.limited("wsgi-" + what, _log.WARNING,
+                 "xray-autoinst WSGI middleware failed (%s); the request is unaffected", what,
+                 exc_info=True)
+    if _tracer_mod.tracer.config.reraise:
+        raise
+
+
+class _ClosingResponse:
+    """Ends the segment when the server closes the response iterable."""
+
+    __slots__ = ("_result", "_done")
+
+    def __init__(self, result, done):
+        self._result = result
+        self._done = done
+
+    def __iter__(self):
+        return iter(self._result)
+
+    def close(self):
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
+
+
+class XRayMiddleware:
+    """Wrap a WSGI application: ``app = XRayMiddleware(app)``."""
+
+    _xray_autoinst_app = True
+
+    def __init__(self, app, name=None, tracer=None):
+        self.app = app
+        self.name = name
+        self._tracer = tracer
+
+    def __getattr__(self, attr):  # keep the application's own attributes reachable
+        return getattr(self.__dict__["app"], attr)
+
+    def __call__(self, environ, start_response):
+        tracer = self._tracer
+        if tracer is None:
+            tracer = self._tracer = _tracer_mod.get_tracer()
+        if not tracer.enabled:
+            return self.app(environ, start_response)
+        try:
+            raw = environ.get("HTTP_X_AMZN_TRACE_ID")
+            hdr = _parse(raw) if raw else None
+            method = environ.get("REQUEST_METHOD", "GET")
+            path = environ.get("PATH_INFO", "")
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+            seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
+            sampled = seg.sampled
+            echo = "Root=" + seg.trace_id
+            if hdr is not None and hdr.sampled == "?":
+                echo += ";Sampled=1" if sampled else ";Sampled=0"
+            if sampled:
+                _record_request(seg, environ, method, host, path, tracer)
+        except Exception:  # noqa: BLE001
+            _fail("begin")
+            return self.app(environ, start_response)
+
+        state = [None, None]  # status, content-length
+
+        def _start_response(status, headers, exc_info=None):
+            try:
+                state[0] = status
+                if sampled:
+                    for k, v in headers:
+                        if k.lower() == "content-length":
+                            state[1] = v
+                            break
+                headers.append(("X-Amzn-Trace-Id", echo))
+            except Exception:  # noqa: BLE001
+                _fail("start_response")
+            return start_response(status, headers, exc_info) if exc_info is not None \
+                else start_response(status, headers)
+
+        def _done(exc=None):
+            try:
+                if sampled:
+                    _record_response(seg, state, exc)
+                tracer.end_segment(seg, token)
+            except Exception:  # noqa: BLE001
+                _fail("end")
+
+        try:
+            result = self.app(environ, _start_response)
+        except BaseException as exc:
+            _done(exc)
+            raise
+        try:
+            if type(result) in (list, tuple):
+                if sampled and state[1] is None:
+                    state[1] = sum(len(b) for b in result)
+                _done()
+                return result
+            if hasattr(result, "filelike") and hasattr(result, "blksize"):
+                # a wsgi.file_wrapper: keep the server's sendfile path; time up to here
+                _done()
+                return result
+            return _ClosingResponse(result, _done)
+        except Exception:  # noqa: BLE001
+            _fail("response")
+            return result
+
+
+def _record_request(seg, environ, method, host, path, tracer):
+    scheme = environ.get("wsgi.url_scheme", "http")
+    url = scheme + "://" + host + environ.get("SCRIPT_NAME", "") + path
+    qs = environ.get("QUERY_STRING")
+    if qs:
+        url += "?" + redact_query(qs, tracer.config.redact_query_params)
+    req = {"method": clip(method), "url": clip(url)}
+    xff = environ.get("HTTP_X_FORWARDED_FOR")
+    if xff:
+        req["client_ip"] = clip(xff.split(",", 1)[0].strip())
+        req["x_forwarded_for"] = True
+    else:
+        ip = environ.get("REMOTE_ADDR")
+        if ip:
+            req["client_ip"] = clip(ip)
+    ua = environ.get("HTTP_USER_AGENT")
+    if ua:
+        req["user_agent"] = clip(ua)
+    seg.http = {"request": req}
+
+
+def _record_response(seg, state, exc):
+    status = state[0]
+    code = None
+    if status:
+        try:
+            code = int(str(status)[:3])
+        except ValueError:
+            code = None
+    if exc is not None:
+        if isinstance(exc, Exception):
+            seg.add_exception(exc)
+        if code is None:
+            code = 500
+    resp = {}
+    if code is not None:
+        resp["status"] = code
+        seg.set_status(code)
+    length = state[1]
+    if length is not None:
+        try:
+            resp["content_length"] = int(length)
+        except (TypeError, ValueError):
+            pass
+    if resp:
+        seg.http["response"] = resp
+
+
+def wrap_app(app, hint=None):
+    """Wrap ``app`` once; tell the tracer the application's module for the default name."""
+    if app is None or getattr(app, MARKER, False):
+        return app
+    try:
+        if hint is None:
+            module = getattr(app, "__module__", None)
+            if module and module != "__main__" and not module.startswith(("flask", "werkzeug")):
+                hint = module
+            if hint is None:
+                # a framework object (Flask app): its import name, else the main program
+                name = getattr(app, "import_name", None)
+                if name and name != "__main__":
+                    hint = name
+        _tracer_mod.get_tracer().set_name_hint(hint)
+    except Exception:  # noqa: BLE001
+        _fail("wrap")
+    return XRayMiddleware(app)
+
+
+def record_exception(exc) -> None:
+    """Record an exception a framework turned into a 500 response itself (Flask, Django)."""
+    entity = _tracer_mod.current_entity.get()
+    if entity is None or not entity.sampled:
+        return
+    try:
+        entity.segment.add_exception(exc)
+    except Exception:  # noqa: BLE001
+        _fail("exception")
+
+
+def patch():
+    pass
+
+
+def unpatch():
+    pass
+
+

@@ -1,0 +1,1 @@
+"""The lean tracing core: ids, trace header, entities, context, sampling, emission."""

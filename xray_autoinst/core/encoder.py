@@ -1,0 +1,175 @@
+"""Segment documents as JSON text, built by hand for speed, split by size.
+
+Every document this module returns fits in one daemon datagram (64 KB with the header line).
+A document that would not fit has its largest subsegments moved out into documents of their own
+(``type: subsegment`` with ``trace_id`` and ``parent_id``), recursively, so nothing is dropped;
+a single entity whose own fields are too large has its metadata replaced by a marker and its
+stack trimmed, with the truncation recorded in the document.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import __version__
+
+try:
+    from _json import encode_basestring_ascii as _q
+except ImportError:  # pragma: no cover - pure-Python fallback
+    from json.encoder import py_encode_basestring_ascii as _q
+
+HEADER = b'{"format": "json", "version": 1}\n'
+DATAGRAM_MAX = 64 * 1024
+DOC_MAX = DATAGRAM_MAX - len(HEADER) - 1  # room for the header line
+_STANDALONE_ROOM = 200  # what the standalone prefix adds to an inline subsegment
+
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, check_circular=False, default=repr
+).encode
+
+AWS_XRAY = ',"aws":{"xray":{"sdk":"xray-autoinst","sdk_version":%s,"auto_instrumentation":true}}' % (
+    _q(__version__)
+)
+
+
+def _dump(value):
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError):
+        return _q(repr(value))
+
+
+def _http(http):
+    parts = []
+    req = http.get("request")
+    if req:
+        parts.append('"request":' + _dump(req))
+    resp = http.get("response")
+    if resp:
+        parts.append('"response":' + _dump(resp))
+    return ',"http":{' + ",".join(parts) + "}"
+
+
+def _head(e, in_progress=False, truncate=False):
+    """The entity's own fields, without subsegments and without the closing brace."""
+    out = '{"name":%s,"id":"%s","start_time":%.6f' % (_q(e.name), e.id, e.start_time)
+    if in_progress or e.end_time is None:
+        out += ',"in_progress":true'
+    else:
+        out += ',"end_time":%.6f' % e.end_time
+    seg = e.segment
+    if seg is e:
+        out += ',"trace_id":"%s"' % e.trace_id_
+        if e.parent_id:
+            out += ',"parent_id":"%s"' % e.parent_id
+        if e.origin:
+            out += ',"origin":' + _q(e.origin)
+        if e.user:
+            out += ',"user":' + _q(e.user)
+        if e.service:
+            out += ',"service":' + _dump(e.service)
+    elif e.namespace:
+        out += ',"namespace":"%s"' % e.namespace
+    if e.http:
+        out += _http(e.http)
+    if seg is e:
+        out += AWS_XRAY
+    elif e.aws:
+        out += ',"aws":' + _dump(e.aws)
+    if e.sql:
+        out += ',"sql":' + _dump(e.sql)
+    if e.fault:
+        out += ',"fault":true'
+    if e.error:
+        out += ',"error":true'
+    if e.throttle:
+        out += ',"throttle":true'
+    if e.cause:
+        cause = e.cause
+        if truncate:
+            cause = _trim_cause(cause)
+        out += ',"cause":' + _dump(cause)
+    if e.annotations:
+        out += ',"annotations":' + _dump(e.annotations)
+    if e.metadata:
+        if truncate:
+            out += ',"metadata":{"xray_autoinst":{"truncated":"metadata over the 64 KB limit"}}'
+        else:
+            out += ',"metadata":' + _dump(e.metadata)
+    return out
+
+
+def _trim_cause(cause):
+    if not isinstance(cause, dict):
+        return cause
+    out = dict(cause)
+    exs = []
+    for ex in cause.get("exceptions", ())[:5]:
+        ex = dict(ex)
+        ex["message"] = str(ex.get("message", ""))[:500]
+        ex["stack"] = ex.get("stack", [])[:10]
+        ex["truncated"] = True
+        exs.append(ex)
+    out["exceptions"] = exs
+    return out
+
+
+def _inline(e, out, limit):
+    """Encode ``e`` (with its subsegments) as text of at most ``limit`` characters, moving
+    subsegments that do not fit into ``out`` as standalone documents."""
+    head = _head(e)
+    if len(head) > limit - 100:
+        head = _head(e, truncate=True)
+        if len(head) > limit - 100:  # still too big (huge annotations): keep the essentials
+            e.annotations = None
+            head = _head(e, truncate=True)
+    subs = e.subsegments
+    if not subs:
+        return head + "}"
+    texts = [_inline(s, out, DOC_MAX - _STANDALONE_ROOM) for s in subs]
+    total = len(head) + 20 + sum(len(t) + 1 for t in texts)
+    if total > limit:
+        # move the largest children out until the rest fits
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for i in order:
+            if total <= limit:
+                break
+            total -= len(texts[i]) + 1
+            out.append(_standalone(subs[i], texts[i]))
+            texts[i] = None
+        texts = [t for t in texts if t is not None]
+    if not texts:
+        return head + "}"
+    return head + ',"subsegments":[' + ",".join(texts) + "]}"
+
+
+def _standalone(sub, text):
+    return '{"type":"subsegment","trace_id":"%s","parent_id":"%s",%s' % (
+        sub.segment.trace_id,
+        sub.parent.id,
+        text[1:],
+    )
+
+
+def documents(entity) -> list[str]:
+    """The documents (JSON text) that carry ``entity`` and its finished subsegments."""
+    out: list[str] = []
+    if entity.segment is entity:
+        text = _inline(entity, out, DOC_MAX)
+        out.append(text)
+    else:
+        text = _inline(entity, out, DOC_MAX - _STANDALONE_ROOM)
+        out.append(_standalone(entity, text))
+    return out
+
+
+def in_progress_document(entity) -> str:
+    """A document announcing an entity that has not ended (no subsegments)."""
+    text = _head(entity, in_progress=True) + "}"
+    if entity.segment is entity:
+        return text
+    return _standalone(entity, text)
+
+
+def datagram(doc: str) -> bytes:
+    return HEADER + doc.encode("utf-8", "replace")

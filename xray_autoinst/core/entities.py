@@ -1,0 +1,152 @@
+"""Segments and subsegments as plain data (slots), and what is recorded on them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+
+from .. import config as _config
+from . import ids
+
+MAX_STACK = 50
+MAX_MESSAGE = 1000
+FIELD_MAX = 250  # http.request.url, user_agent, client_ip, method
+
+
+def clip(value, limit=FIELD_MAX):
+    """Cut a string field to the schema's limit (the cut is marked with '...')."""
+    if value is None:
+        return None
+    value = str(value)
+    if len(value) > limit:
+        return value[: limit - 3] + "..."
+    return value
+
+
+class Entity:
+    __slots__ = (
+        "name", "id", "start_time", "end_time", "parent", "segment", "subsegments",
+        "http", "aws", "sql", "annotations", "metadata", "error", "fault", "throttle",
+        "cause", "emitted", "namespace",
+    )
+    sampled = True
+
+    def __init__(self, name, start_time=None):
+        self.name = name
+        self.id = ids.entity_id()
+        self.start_time = time.time() if start_time is None else start_time
+        self.end_time = None
+        self.subsegments = None
+        self.http = None
+        self.aws = None
+        self.sql = None
+        self.annotations = None
+        self.metadata = None
+        self.error = False
+        self.fault = False
+        self.throttle = False
+        self.cause = None
+        self.emitted = False
+        self.namespace = None
+
+    @property
+    def trace_id(self):
+        return self.segment.trace_id
+
+    def put_annotation(self, key, value):
+        if self.annotations is None:
+            self.annotations = {}
+        self.annotations[key] = value
+
+    def put_metadata(self, key, value, namespace="default"):
+        if self.metadata is None:
+            self.metadata = {}
+        self.metadata.setdefault(namespace, {})[key] = value
+
+    def set_status(self, status):
+        """error for 4xx, throttle + error for 429, fault for 5xx."""
+        if status >= 500:
+            self.fault = True
+        elif status == 429:
+            self.throttle = True
+            self.error = True
+        elif status >= 400:
+            self.error = True
+
+    def add_exception(self, exc, remote=False, skip_frames=0):
+        """Record ``exc`` as this entity's cause and mark it a fault."""
+        self.fault = True
+        if self.cause is not None:
+            return
+        tb = exc.__traceback__
+        stack = []
+        if tb is not None:
+            frames = traceback.extract_tb(tb)[skip_frames:]
+            for fs in reversed(frames[-MAX_STACK:]):
+                stack.append({"path": fs.filename, "line": fs.lineno, "label": fs.name})
+        record = {
+            "id": ids.entity_id(),
+            "message": clip(str(exc), MAX_MESSAGE),
+            "type": type(exc).__name__,
+            "stack": stack,
+        }
+        if remote:
+            record["remote"] = True
+        self.cause = {"working_directory": _cwd(), "exceptions": [record]}
+
+
+def _cwd():
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
+class Segment(Entity):
+    __slots__ = ("trace_id_", "parent_id", "lock", "origin", "user", "service", "lineage")
+
+    def __init__(self, name, trace_id, parent_id=None, start_time=None):
+        Entity.__init__(self, name, start_time)
+        self.trace_id_ = trace_id
+        self.parent_id = parent_id
+        self.segment = self
+        self.parent = None
+        self.lock = threading.Lock()
+        self.origin = None
+        self.user = None
+        self.service = None
+        self.lineage = None
+
+    @property
+    def trace_id(self):
+        return self.trace_id_
+
+
+class Subsegment(Entity):
+    __slots__ = ()
+
+    def __init__(self, name, parent, namespace=None, start_time=None):
+        Entity.__init__(self, name, start_time)
+        self.parent = parent
+        self.segment = parent.segment
+        self.namespace = namespace
+
+
+class UnsampledSegment:
+    """What an unsampled request carries: enough to propagate ``Sampled=0`` downstream."""
+
+    __slots__ = ("trace_id", "id", "lineage")
+    sampled = False
+    segment = property(lambda self: self)
+
+    def __init__(self, trace_id, lineage=None):
+        self.trace_id = trace_id
+        self.id = ids.entity_id()
+        self.lineage = lineage
+
+
+def clean_name(name):
+    fixed, _ = _config.clean_name(name)
+    return fixed

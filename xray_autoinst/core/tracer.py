@@ -1,0 +1,265 @@
+"""The recorder: begins and ends segments and subsegments, keeps the current entity in a
+``contextvars.ContextVar`` and hands finished segments to the emitter.
+
+Integrations use four calls::
+
+    sub = tracer.begin_subsegment(name, namespace)   # None when nothing is to be recorded
+    ...                                               # fill sub.http / sub.sql / sub.aws
+    tracer.end_subsegment(sub)
+    tracer.outgoing_header(sub)                       # X-Amzn-Trace-Id for a downstream call
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import os
+import sys
+import time
+
+from .. import config as _config
+from .. import log as _log
+from . import encoder, header, ids
+from .entities import Segment, Subsegment, UnsampledSegment
+from .sampling import default_rules
+
+current_entity: contextvars.ContextVar = contextvars.ContextVar(
+    "xray_autoinst_entity", default=None
+)
+_get = current_entity.get
+_set = current_entity.set
+_time = time.time
+
+
+class Tracer:
+    def __init__(self, cfg: _config.Config | None = None, emitter=None):
+        self.configure(cfg or _config.Config(), emitter)
+
+    def configure(self, cfg: _config.Config, emitter=None) -> None:
+        from .emitter import Emitter
+
+        self.config = cfg
+        self.enabled = cfg.enabled
+        self.emitter = emitter if emitter is not None else Emitter(cfg.udp_address)
+        self.sampler = cfg.sampling_rules if cfg.sampling_rules is not None else default_rules()
+        self.trust_header = cfg.trust_trace_header
+        self.context_missing = cfg.context_missing
+        self._service_name = cfg.service_name
+        self.name_hint = None
+        self.open_segments: dict = {}
+        self.process_segment = None
+        self.call_segments: set = set()
+        self._pid = os.getpid()
+
+    # -- names ---------------------------------------------------------------------------------
+    @property
+    def service_name(self) -> str:
+        name = self._service_name
+        if name is None:
+            name = self._service_name = _program_name(self.name_hint)
+        return name
+
+    def set_name_hint(self, hint: str | None) -> None:
+        """Servers call this with the application's module when they load it."""
+        if hint and self.config.service_name is None and self.name_hint is None:
+            self.name_hint = hint
+            self._service_name = None
+
+    # -- sampling ------------------------------------------------------------------------------
+    def should_sample(self, host=None, method=None, path=None) -> bool:
+        try:
+            return self.sampler.sample(host, method, path)
+        except Exception:  # noqa: BLE001 - a broken sampler must not break requests
+            _log.limited("sampler", _log.WARNING, "sampler failed", exc_info=True)
+            return False
+
+    # -- segments ------------------------------------------------------------------------------
+    def begin_segment(self, name=None, hdr=None, host=None, method=None, path=None):
+        """Open a segment for an incoming request and make it current.
+
+        ``hdr`` is a parsed TraceHeader or None. Returns (entity, token, echo) where echo is the
+        response header value (always set, so callers can return it)."""
+        if hdr is not None:
+            trace_id = hdr.root
+            decision = hdr.sampled if self.trust_header else None
+            if decision == "1":
+                sampled = True
+            elif decision == "0":
+                sampled = False
+            else:
+                sampled = self.should_sample(host, method, path)
+            parent_id = hdr.parent
+            lineage = hdr.lineage
+        else:
+            trace_id = ids.trace_id()
+            sampled = self.should_sample(host, method, path)
+            parent_id = None
+            lineage = None
+        if sampled:
+            seg = Segment(name or self.service_name, trace_id, parent_id)
+            if lineage:
+                seg.lineage = lineage
+            self.open_segments[seg.id] = seg
+        else:
+            seg = UnsampledSegment(trace_id, lineage)
+        token = _set(seg)
+        return seg, token
+
+    def end_segment(self, seg, token=None, end_time=None) -> None:
+        if token is not None:
+            try:
+                current_entity.reset(token)
+            except ValueError:  # ended in another context
+                _set(None)
+        if not seg.sampled:
+            return
+        seg.end_time = _time() if end_time is None else end_time
+        self.open_segments.pop(seg.id, None)
+        self._emit(seg)
+
+    def _emit(self, seg) -> None:
+        with seg.lock:
+            seg.emitted = True
+        self.emitter.submit(seg)
+
+    # -- subsegments ---------------------------------------------------------------------------
+    def begin_subsegment(self, name, namespace=None):
+        parent = _get()
+        if parent is None:
+            parent = self._context_missing(name)
+            if parent is None:
+                return None
+        elif not parent.sampled:
+            return None
+        sub = Subsegment(name, parent, namespace)
+        _set(sub)
+        return sub
+
+    def end_subsegment(self, sub, end_time=None) -> None:
+        sub.end_time = _time() if end_time is None else end_time
+        parent = sub.parent
+        calls = self.call_segments
+        own_call = bool(calls) and parent in calls
+        if _get() is sub:
+            _set(None if own_call else parent)
+        seg = sub.segment
+        with seg.lock:
+            attached = not parent.emitted
+            if attached:
+                if parent.subsegments is None:
+                    parent.subsegments = [sub]
+                else:
+                    parent.subsegments.append(sub)
+        if seg is self.process_segment and parent is seg:
+            # stream the process segment's work as it finishes
+            with seg.lock:
+                seg.subsegments.remove(sub)
+            attached = False
+        if not attached:
+            with seg.lock:
+                sub.emitted = True
+            self.emitter.submit(sub)
+        elif own_call:
+            calls.discard(seg)
+            self.end_segment(seg, end_time=sub.end_time)
+
+    def current(self):
+        return _get()
+
+    def outgoing_header(self, sub=None):
+        """The X-Amzn-Trace-Id value for a downstream call made by ``sub`` (or the current
+        entity when ``sub`` is None, e.g. an unsampled request). None outside any trace."""
+        entity = sub if sub is not None else _get()
+        if entity is None:
+            return None
+        seg = entity.segment
+        return header.format(seg.trace_id, entity.id, entity.sampled, seg.lineage)
+
+    # -- outside a request ---------------------------------------------------------------------
+    def _context_missing(self, name):
+        mode = self.context_missing
+        if mode == "ignore":
+            return None
+        if mode == "log":
+            _log.limited(
+                "context-missing", _log.INFO,
+                "a traced call (%s) was made outside any request: not recorded "
+                "(XRAY_CONTEXT_MISSING=call or process records such calls)", name,
+            )
+            return None
+        if mode == "call":
+            if not self.should_sample():
+                return None
+            seg = Segment(self.service_name, ids.trace_id())
+            self.call_segments.add(seg)
+            return seg
+        if mode == "process":
+            seg = self.process_segment
+            if seg is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                seg = Segment(self.service_name, ids.trace_id())
+                self.process_segment = seg
+                self.open_segments[seg.id] = seg
+                self.emitter.send_document(encoder.in_progress_document(seg))
+            return seg
+        return None
+
+    # -- exit ----------------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Send what is left: the process segment, open segments as in_progress, the queue."""
+        try:
+            seg = self.process_segment
+            if seg is not None:
+                self.process_segment = None
+                self.open_segments.pop(seg.id, None)
+                seg.end_time = _time()
+                self._emit(seg)
+            for seg in list(self.open_segments.values()):
+                self.emitter.send_document(encoder.in_progress_document(seg))
+            self.open_segments.clear()
+            self.emitter.flush(timeout)
+        except Exception:  # noqa: BLE001
+            _log.get().debug("shutdown failed", exc_info=True)
+
+
+def _program_name(hint=None) -> str:
+    """The main script's stem, the -m module, or the server's application module."""
+    name = hint
+    if not name:
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and getattr(spec, "name", None):
+            name = spec.name
+            if name.endswith(".__main__"):
+                name = name[: -len(".__main__")]
+        else:
+            argv0 = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+            if argv0:
+                name = os.path.splitext(os.path.basename(argv0))[0]
+    if not name:
+        name = "python"
+    fixed, _ = _config.clean_name(name)
+    return fixed
+
+
+tracer = Tracer.__new__(Tracer)  # configured by bootstrap.start() or on first use
+_configured = False
+
+
+def get_tracer() -> Tracer:
+    global _configured
+    if not _configured:
+        _configured = True
+        tracer.configure(_config.from_env())
+        atexit.register(tracer.shutdown)
+    return tracer
+
+
+def install(cfg: _config.Config, emitter=None) -> Tracer:
+    global _configured
+    first = not _configured
+    _configured = True
+    tracer.configure(cfg, emitter)
+    if first:
+        atexit.register(tracer.shutdown)
+    return tracer

@@ -1,0 +1,151 @@
+"""Small, dependency-free wrapping helpers (wrapt 2.x costs 110+ ms to import here, since it
+pulls in asyncio and importlib.metadata; measured with ``python -X importtime -c 'import wrapt'``).
+
+``wrap(owner, name, wrapper)`` replaces ``owner.name`` with a function that calls
+``wrapper(wrapped, instance, args, kwargs)`` -- the wrapt calling convention -- where ``wrapped``
+is bound for methods. ``unwrap`` is its exact mirror. Both are idempotent: a marker on the
+replacement says it is ours, and the original is kept on it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+MARK = "_xray_autoinst_wrapped"  # the attribute holding the original on our replacements
+
+
+def is_wrapped(obj) -> bool:
+    return getattr(obj, MARK, None) is not None
+
+
+def wrap(owner, name, wrapper) -> bool:
+    """Wrap ``owner.name`` (a module function or a class's plain method). False if already."""
+    if isinstance(owner, type):
+        raw = owner.__dict__.get(name)
+        if raw is None:
+            raw = getattr(owner, name)
+    else:
+        raw = getattr(owner, name)
+    if is_wrapped(raw):
+        return False
+    if isinstance(owner, type) and not isinstance(raw, (staticmethod, classmethod)):
+        original = raw
+
+        @functools.wraps(original)
+        def method(self, *args, **kwargs):
+            return wrapper(original.__get__(self, type(self)), self, args, kwargs)
+
+        replacement = method
+    elif isinstance(raw, staticmethod):
+        original = raw.__func__
+
+        @functools.wraps(original)
+        def static(*args, **kwargs):
+            return wrapper(original, None, args, kwargs)
+
+        replacement = staticmethod(static)
+        static.__dict__[MARK] = raw
+        setattr(owner, name, replacement)
+        return True
+    else:
+        original = raw
+
+        @functools.wraps(original)
+        def function(*args, **kwargs):
+            return wrapper(original, None, args, kwargs)
+
+        replacement = function
+    replacement.__dict__[MARK] = raw
+    setattr(owner, name, replacement)
+    return True
+
+
+def unwrap(owner, name) -> bool:
+    raw = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+    if isinstance(raw, staticmethod):
+        original = getattr(raw.__func__, MARK, None)
+    else:
+        original = getattr(raw, MARK, None)
+    if original is None:
+        return False
+    setattr(owner, name, original)
+    return True
+
+
+class ObjectProxy:
+    """A transparent proxy: attribute access, ``isinstance`` and comparisons go to the wrapped
+    object. Subclasses keep their own state in ``_self_*`` attributes."""
+
+    __slots__ = ("__wrapped__", "__dict__", "__weakref__")
+
+    def __init__(self, wrapped):
+        object.__setattr__(self, "__wrapped__", wrapped)
+
+    @property
+    def __class__(self):
+        return self.__wrapped__.__class__
+
+    def __getattr__(self, name):
+        if name == "__wrapped__":
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
+
+    def __setattr__(self, name, value):
+        if name.startswith("_self_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.__wrapped__, name, value)
+
+    def __delattr__(self, name):
+        if name.startswith("_self_"):
+            object.__delattr__(self, name)
+        else:
+            delattr(self.__wrapped__, name)
+
+    def __dir__(self):
+        return dir(self.__wrapped__)
+
+    def __repr__(self):
+        return repr(self.__wrapped__)
+
+    def __str__(self):
+        return str(self.__wrapped__)
+
+    def __bool__(self):
+        return bool(self.__wrapped__)
+
+    def __len__(self):
+        return len(self.__wrapped__)
+
+    def __iter__(self):
+        return iter(self.__wrapped__)
+
+    def __next__(self):
+        return next(self.__wrapped__)
+
+    def __contains__(self, item):
+        return item in self.__wrapped__
+
+    def __getitem__(self, key):
+        return self.__wrapped__[key]
+
+    def __eq__(self, other):
+        if isinstance(other, ObjectProxy):
+            other = other.__wrapped__
+        return self.__wrapped__ == other
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash(self.__wrapped__)
+
+    def __enter__(self):
+        result = self.__wrapped__.__enter__()
+        return self if result is self.__wrapped__ else result
+
+    def __exit__(self, *exc):
+        return self.__wrapped__.__exit__(*exc)
+
+    def __call__(self, *args, **kwargs):
+        return self.__wrapped__(*args, **kwargs)

@@ -1,0 +1,15 @@
+"""The registry: which integrations exist, the modules each waits for, and its patcher.
+
+Data only: a patcher module is imported when one of its target modules is imported by the
+application, never before. ``distribution`` names the package whose version ``--check`` shows.
+"""
+
+# name: (target modules, patcher module, distribution)
+INTEGRATIONS = {
+    # web servers: wrap the application each server loads
+    "wsgiref": (("wsgiref.simple_server",), "xray_autoinst.contrib.web_wsgiref", None),
+    "gunicorn": (("gunicorn.app.base",), "xray_autoinst.contrib.web_gunicorn", "gunicorn"),
+    "waitress": (("waitress.server",), "xray_autoinst.contrib.web_waitress", "waitress"),
+    "werkzeug": (("werkzeug.serving",), "xray_autoinst.contrib.web_werkzeug", "werkzeug"),
+    "flask": (("flask",), "xray_autoinst.contrib.web_flask", "flask"),
+}
