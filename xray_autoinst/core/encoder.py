@@ -107,8 +107,10 @@ def _trim_cause(cause):
     for ex in cause.get("exceptions", ())[:5]:
         ex = dict(ex)
         ex["message"] = str(ex.get("message", ""))[:500]
-        ex["stack"] = ex.get("stack", [])[:10]
-        ex["truncated"] = True
+        stack = ex.get("stack", [])
+        if len(stack) > 10:
+            ex["stack"] = stack[:10]
+            ex["truncated"] = len(stack) - 10
         exs.append(ex)
     out["exceptions"] = exs
     return out

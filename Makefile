@@ -1,0 +1,39 @@
+# The README's commands: `make demo` and `make test`. Each creates or reuses .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) pyproject.toml
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo services lint bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# tools, the demo's stand-ins (moto server, boto3), and the agent itself as a real install
+$(STAMP): $(BIN)/python $(SOURCES) requirements-demo.txt
+	$(BIN)/python -m pip install -q tox ruff -r requirements-demo.txt
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps .
+	@touch $(STAMP)
+
+services:
+	@bash scripts/services.sh
+
+test: $(STAMP) services
+	$(BIN)/tox -e py311 -- $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) .tox build *.egg-info

@@ -1,0 +1,30 @@
+import os
+import socket
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))
+
+from xray_testing import FakeDaemon  # noqa: E402
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture
+def daemon():
+    d = FakeDaemon()
+    yield d
+    d.close()
+
+
+def require_service(name: str, host: str, port: int, install_hint: str):
+    """Skip (or under CI=true, fail) when a service the test needs is not reachable."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        msg = f"{name} is not reachable on {host}:{port} ({exc}); {install_hint}"
+        if CI:
+            pytest.fail(msg + " -- under CI=true a missing service is a failure")
+        pytest.skip(msg)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Start the local services the test suite needs when they are installed but not running.
+# Under CI=true a service that cannot be started is an error (the tests that need it fail too).
+set -u
+status=0
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 50); do port_open "$1" && return 0; sleep 0.2; done
+  return 1
+}
+
+# PostgreSQL on 127.0.0.1:5432 (database "test", trust auth)
+if port_open 5432; then
+  echo "services: PostgreSQL is running on 127.0.0.1:5432"
+elif command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+  echo "services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  if wait_port 5432; then echo "services: PostgreSQL started"; else
+    echo "services: PostgreSQL did not start"; status=1; fi
+else
+  echo "services: PostgreSQL is not installed (apt-get install postgresql); its tests will be skipped outside CI"
+  [ "${CI:-}" = "true" ] && status=1
+fi
+
+if port_open 5432 && command -v psql >/dev/null 2>&1; then
+  # make sure the database the tests use exists
+  if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    psql -h 127.0.0.1 -U postgres -c 'create database test' >/dev/null 2>&1 \
+      || su postgres -c "createdb test" >/dev/null 2>&1 || true
+  fi
+fi
+
+if [ "${CI:-}" = "true" ] && [ $status -ne 0 ]; then
+  echo "services: a service the suite needs is missing (CI=true makes that a failure)"
+  exit 1
+fi
+exit 0
