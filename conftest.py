@@ -28,3 +28,16 @@ def require_service(name: str, host: str, port: int, install_hint: str):
         if CI:
             pytest.fail(msg + " -- under CI=true a missing service is a failure")
         pytest.skip(msg)
+
+
+@pytest.fixture
+def tracer():
+    """The process tracer configured for 100% sampling with an in-process emitter."""
+    from xray_testing import install_tracer
+
+    from xray_autoinst.core.tracer import current_entity
+
+    t, emitter = install_tracer()
+    token = current_entity.set(None)
+    yield t, emitter
+    current_entity.reset(token)

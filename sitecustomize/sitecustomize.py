@@ -37,15 +37,15 @@ def _xray_autoinst_chain():
     here = os.path.dirname(os.path.abspath(__file__))
     mod = sys.modules.get("sitecustomize")
     try:
-        import importlib.machinery
-
+        # the import system's own modules, already loaded (importlib.machinery would import
+        # warnings and importlib: a millisecond on every start)
+        external = sys.modules["_frozen_importlib_external"]
+        bootstrap = sys.modules["_frozen_importlib"]
         path = [p for p in sys.path if os.path.abspath(p or ".") != here]
-        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+        spec = external.PathFinder.find_spec("sitecustomize", path)
         if spec is None or spec.loader is None:
             return
-        import importlib.util
-
-        module = importlib.util.module_from_spec(spec)
+        module = bootstrap.module_from_spec(spec)
         sys.modules["sitecustomize"] = module
         spec.loader.exec_module(module)
     except Exception:

@@ -174,3 +174,43 @@ def stop(proc: subprocess.Popen, sig=None, timeout: float = 10.0) -> str:
             proc.wait()
     out = proc.stdout.read() if proc.stdout else ""
     return out or ""
+
+
+class CollectingEmitter:
+    """An in-process emitter: encodes at once and keeps the documents (for unit tests)."""
+
+    def __init__(self):
+        self.documents: list[dict] = []
+        self.raw: list[str] = []
+
+    def submit(self, entity):
+        from xray_autoinst.core import encoder
+
+        for doc in encoder.documents(entity):
+            self.send_document(doc)
+
+    def send_document(self, doc: str) -> bool:
+        from xray_autoinst.core import encoder
+
+        assert len(encoder.datagram(doc)) <= 64 * 1024
+        self.raw.append(doc)
+        self.documents.append(json.loads(doc))
+        return True
+
+    def flush(self, timeout=0):
+        pass
+
+
+def install_tracer(env: dict | None = None):
+    """Configure the process tracer for an in-process test; returns (tracer, emitter)."""
+    from xray_autoinst import config
+    from xray_autoinst.core import tracer as tracer_mod
+
+    base = {
+        "XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}',
+        "XRAY_AUTOINST_RAISE": "1",
+    }
+    base.update(env or {})
+    emitter = CollectingEmitter()
+    t = tracer_mod.install(config.from_env(base), emitter=emitter)
+    return t, emitter

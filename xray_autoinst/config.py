@@ -5,7 +5,6 @@ naming the variable, the bad value and what is accepted, and the documented defa
 a daemon address that cannot be used, tracing is turned off).
 """
 
-from __future__ import annotations
 
 import os
 

@@ -4,7 +4,6 @@
 of it.
 """
 
-from __future__ import annotations
 
 import sys
 import time

@@ -1,0 +1,112 @@
+import json
+
+from xray_testing import CollectingEmitter, validate
+
+from xray_autoinst.core import encoder, ids
+from xray_autoinst.core.entities import Segment, Subsegment
+
+
+def seg_with(n_subs=0, name="svc", payload=0):
+    seg = Segment(name, ids.trace_id())
+    for i in range(n_subs):
+        sub = Subsegment(f"db{i}", seg, "remote")
+        if payload:
+            sub.sql = {"sanitized_query": "SELECT " + "x" * payload}
+        sub.end_time = sub.start_time + 0.001
+        seg.subsegments = (seg.subsegments or []) + [sub]
+    seg.end_time = seg.start_time + 0.01
+    return seg
+
+
+def test_simple_segment_is_valid_json_and_schema():
+    seg = seg_with(2)
+    seg.http = {"request": {"method": "GET", "url": "http://x/é\"\\"},
+                "response": {"status": 200}}
+    seg.set_status(503)
+    docs = encoder.documents(seg)
+    assert len(docs) == 1
+    doc = json.loads(docs[0])
+    validate(doc)
+    assert doc["fault"] is True and doc["http"]["request"]["url"] == "http://x/é\"\\"
+    assert doc["aws"]["xray"]["sdk"] == "xray-autoinst"
+    assert [s["name"] for s in doc["subsegments"]] == ["db0", "db1"]
+
+
+def test_thousands_of_subsegments_are_streamed_by_size_and_all_linked():
+    seg = seg_with(3000, payload=100)
+    emitter = CollectingEmitter()
+    emitter.submit(seg)  # asserts each datagram <= 64 KB
+    docs = emitter.documents
+    assert len(docs) > 1
+    for d in docs:
+        validate(d)
+    main = [d for d in docs if d.get("type") != "subsegment"]
+    assert len(main) == 1 and main[0]["id"] == seg.id
+    streamed = [d for d in docs if d.get("type") == "subsegment"]
+    assert all(d["parent_id"] == seg.id and d["trace_id"] == seg.trace_id for d in streamed)
+    names = {s["name"] for s in main[0].get("subsegments", [])} | {d["name"] for d in streamed}
+    assert names == {f"db{i}" for i in range(3000)}
+
+
+def test_one_huge_subsegment_is_truncated_and_marked_not_dropped():
+    seg = seg_with(1)
+    sub = seg.subsegments[0]
+    sub.put_metadata("blob", "x" * 200_000)
+    emitter = CollectingEmitter()
+    emitter.submit(seg)
+    docs = emitter.documents
+    for d in docs:
+        validate(d)
+    found = [s for d in docs for s in [d] + d.get("subsegments", []) if s["name"] == "db0"]
+    assert len(found) == 1
+    assert found[0]["metadata"] == {
+        "xray_autoinst": {"truncated": "metadata over the 64 KB limit"}
+    }
+
+
+def test_nested_deep_tree_keeps_parent_links():
+    seg = Segment("svc", ids.trace_id())
+    parent = seg
+    for i in range(5):
+        child = Subsegment(f"level{i}", parent, "remote")
+        for j in range(300):
+            leaf = Subsegment(f"leaf{i}-{j}", child, "remote")
+            leaf.sql = {"sanitized_query": "q" * 200}
+            leaf.end_time = leaf.start_time
+            child.subsegments = (child.subsegments or []) + [leaf]
+        child.end_time = child.start_time
+        parent.subsegments = (parent.subsegments or []) + [child]
+        parent = child
+    seg.end_time = seg.start_time
+    emitter = CollectingEmitter()
+    emitter.submit(seg)
+    by_id = {}
+
+    def index(d, parent_id):
+        by_id[d["id"]] = parent_id
+        for s in d.get("subsegments", []):
+            index(s, d["id"])
+
+    for d in emitter.documents:
+        validate(d)
+        index(d, d.get("parent_id") if d.get("type") == "subsegment" else None)
+    leaves = [k for k in by_id if k not in {seg.id}]
+    assert len(leaves) == 5 + 5 * 300
+    # every entity reaches the segment through parent links
+    for ent in leaves:
+        seen = 0
+        while ent != seg.id:
+            ent = by_id[ent]
+            seen += 1
+            assert seen < 20
+
+
+def test_in_progress_document():
+    seg = Segment("svc", ids.trace_id())
+    doc = json.loads(encoder.in_progress_document(seg))
+    validate(doc)
+    assert doc["in_progress"] is True and "end_time" not in doc
+    sub = Subsegment("work", seg, "remote")
+    sdoc = json.loads(encoder.in_progress_document(sub))
+    validate(sdoc)
+    assert sdoc["type"] == "subsegment" and sdoc["parent_id"] == seg.id
