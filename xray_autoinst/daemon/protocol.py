@@ -1,0 +1,210 @@
+"""The daemon wire protocol: listen addresses and UDP datagrams carrying segment documents."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+HEADER = {"format": "json", "version": 1}
+_KNOWN_HEADERS = frozenset(
+    {b'{"format": "json", "version": 1}', b'{"format":"json","version":1}'}
+)
+#: Largest document accepted, as the AWS daemon's receive buffer.
+MAX_DOCUMENT = 64 * 1024
+#: recv() buffer: a header, a newline and a maximal document, plus one byte to see overflow.
+RECV_BUFFER = MAX_DOCUMENT + 128
+
+DEFAULT_PORT = 2000
+DEFAULT_HOST = "127.0.0.1"
+
+# Reasons a datagram is dropped (also the counter names).
+EMPTY = "empty"
+NO_HEADER = "no_header"
+BAD_HEADER = "bad_header"
+OVERSIZED = "oversized"
+BAD_JSON = "bad_json"
+INVALID = "invalid"
+REJECT_REASONS = (EMPTY, NO_HEADER, BAD_HEADER, OVERSIZED, BAD_JSON, INVALID)
+
+
+@dataclass(frozen=True)
+class ListenAddresses:
+    udp: tuple[str, int]
+    tcp: tuple[str, int]
+
+
+def _parse_host_port(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad IPv6 address {text!r}: use [addr]:port")
+        port_text = rest[1:] if rest else str(DEFAULT_PORT)
+    elif text.count(":") > 1:
+        raise ValueError(f"bad address {text!r}: write an IPv6 address as [addr]:port")
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    elif text.isdigit():
+        host, port_text = "", text
+    else:
+        host, port_text = text, str(DEFAULT_PORT)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in address {text!r}")
+    # An address with no host means loopback: listening elsewhere takes an explicit address.
+    return (host or DEFAULT_HOST), int(port_text)
+
+
+def parse_listen(value: str) -> ListenAddresses:
+    """Parse ``host:port`` (UDP and TCP on the same port) or ``udp:h:p tcp:h:p``.
+
+    The forms of ``AWS_XRAY_DAEMON_ADDRESS``. Raises ValueError with a readable message.
+    """
+    parts = value.split()
+    if not parts:
+        raise ValueError("empty address")
+    if len(parts) == 1 and not parts[0].lower().startswith(("udp:", "tcp:")):
+        addr = _parse_host_port(parts[0])
+        return ListenAddresses(addr, addr)
+    found: dict[str, tuple[str, int]] = {}
+    for part in parts:
+        proto, sep, rest = part.partition(":")
+        proto = proto.lower()
+        if not sep or proto not in ("udp", "tcp"):
+            raise ValueError(f"bad address {value!r}: expected 'udp:host:port tcp:host:port'")
+        if proto in found:
+            raise ValueError(f"bad address {value!r}: {proto} given twice")
+        found[proto] = _parse_host_port(rest)
+    if len(found) != 2:
+        raise ValueError(f"bad address {value!r}: give both udp:host:port and tcp:host:port")
+    return ListenAddresses(found["udp"], found["tcp"])
+
+
+def split_datagram(data: bytes) -> tuple[str | None, bytes]:
+    """Check the header line; return (reason the datagram is rejected or None, document bytes)."""
+    if not data.strip():
+        return EMPTY, b""
+    header, sep, body = data.partition(b"\n")
+    if not sep:
+        return NO_HEADER, b""
+    header = header.strip()
+    if header not in _KNOWN_HEADERS:
+        try:
+            parsed = json.loads(header)
+        except ValueError:
+            return NO_HEADER, b""
+        if not isinstance(parsed, dict) or "format" not in parsed:
+            return NO_HEADER, b""
+        if parsed.get("format") != "json" or parsed.get("version") != 1:
+            return BAD_HEADER, b""
+    if len(body) > MAX_DOCUMENT:
+        return OVERSIZED, b""
+    if not body.strip():
+        return EMPTY, b""
+    return None, body
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _tree_flags(doc: dict) -> tuple[int, int, int]:
+    """fault, error and throttle anywhere in a document and its nested subsegments."""
+    fault = error = throttle = 0
+    stack = [doc]
+    while stack:
+        entity = stack.pop()
+        if entity.get("fault") is True:
+            fault = 1
+        if entity.get("error") is True:
+            error = 1
+        if entity.get("throttle") is True:
+            throttle = 1
+        subs = entity.get("subsegments")
+        if isinstance(subs, list):
+            stack.extend(s for s in subs if isinstance(s, dict))
+    return fault, error, throttle
+
+
+def document_row(doc, body: bytes, received: float) -> tuple | None:
+    """The store's row for one parsed document, or None when it cannot belong to a trace.
+
+    Columns: trace_id, id, parent_id, kind, name, in_progress, start_time, end_time,
+    http_method, url, status, fault, error, throttle, received, body.
+    """
+    if not isinstance(doc, dict):
+        return None
+    trace_id = doc.get("trace_id")
+    ident = doc.get("id")
+    start = _number(doc.get("start_time"))
+    if not (isinstance(trace_id, str) and trace_id and len(trace_id) <= 64):
+        return None
+    if not (isinstance(ident, str) and ident and len(ident) <= 64) or start is None:
+        return None
+    parent_id = doc.get("parent_id")
+    if not isinstance(parent_id, str) or not parent_id:
+        parent_id = None
+    kind = "subsegment" if doc.get("type") == "subsegment" else "segment"
+    if kind == "subsegment" and parent_id is None:
+        return None
+    in_progress = 1 if doc.get("in_progress") is True else 0
+    end = _number(doc.get("end_time"))
+    if end is None and not in_progress:
+        return None
+    name = doc.get("name")
+    method = url = status = None
+    http = doc.get("http")
+    if isinstance(http, dict):
+        request = http.get("request")
+        if isinstance(request, dict):
+            method = request.get("method") if isinstance(request.get("method"), str) else None
+            url = request.get("url") if isinstance(request.get("url"), str) else None
+        response = http.get("response")
+        if isinstance(response, dict):
+            code = response.get("status")
+            if isinstance(code, int) and not isinstance(code, bool):
+                status = code
+            elif isinstance(code, str) and code.isdigit():
+                status = int(code)
+    fault, error, throttle = _tree_flags(doc)
+    return (
+        trace_id,
+        ident,
+        parent_id,
+        kind,
+        name if isinstance(name, str) else None,
+        in_progress,
+        start,
+        end,
+        method,
+        url,
+        status,
+        fault,
+        error,
+        throttle,
+        received,
+        body,
+    )
+
+
+def decode(data: bytes, received: float) -> tuple[str | None, tuple | None]:
+    """Turn one datagram into a store row: (reject reason or None, row or None)."""
+    reason, body = split_datagram(data)
+    if reason is not None:
+        return reason, None
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return BAD_JSON, None
+    row = document_row(doc, body, received)
+    if row is None:
+        return INVALID, None
+    return None, row
+
+
+def encode(doc: dict) -> bytes:
+    """A datagram for one document, as the SDKs send it (used by tests and the benchmark)."""
+    return b'{"format": "json", "version": 1}\n' + json.dumps(doc, separators=(",", ":")).encode()
