@@ -43,8 +43,12 @@ def report(environ=None) -> tuple[str, bool]:
         if dist is None:
             installed = "standard library" if _stdlib(targets[0]) else "not available"
         else:
-            v = _version(dist)
-            installed = f"{dist} {v}" if v else f"{dist} not installed"
+            # a tuple names alternative distributions (psycopg2-binary or psycopg2)
+            dists = dist if isinstance(dist, tuple) else (dist,)
+            found = [(d, _version(d)) for d in dists]
+            found = [(d, v) for d, v in found if v] or [(" or ".join(dists), None)]
+            d, v = found[0]
+            installed = f"{d} {v}" if v else f"{d} not installed"
         state = "disabled" if name in cfg.disabled_instrumentations else "enabled"
         if not cfg.enabled:
             state = "off"

@@ -1,7 +1,8 @@
 """The registry: which integrations exist, the modules each waits for, and its patcher.
 
 Data only: a patcher module is imported when one of its target modules is imported by the
-application, never before. ``distribution`` names the package whose version ``--check`` shows.
+application, never before. ``distribution`` names the package whose version ``--check`` shows
+(a tuple: alternatives, the first installed one is shown).
 """
 
 # name: (target modules, patcher module, distribution)
@@ -12,4 +13,10 @@ INTEGRATIONS = {
     "waitress": (("waitress.server",), "xray_autoinst.contrib.web_waitress", "waitress"),
     "werkzeug": (("werkzeug.serving",), "xray_autoinst.contrib.web_werkzeug", "werkzeug"),
     "flask": (("flask",), "xray_autoinst.contrib.web_flask", "flask"),
+    # databases
+    "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
+    "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),
+    "psycopg2": (
+        ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
+    ),
 }

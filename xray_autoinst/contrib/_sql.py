@@ -1,0 +1,379 @@
+"""What the SQL integrations share: the query sanitizer, connection descriptions (name, url
+without a password), and the per-call tracing helpers.
+
+Sanitizer
+    ``sanitize(query, backslash_escapes=False)`` replaces every literal with ``?`` in one pass
+    of a tokenizer (one compiled regular expression finds the next token of interest; the
+    text between tokens is copied as is):
+
+    - strings ``'...'`` with ``''`` escapes; with ``backslash_escapes`` (PostgreSQL with
+      ``standard_conforming_strings=off``) also ``\\'``; ``E'...'`` always takes backslash
+      escapes; prefixed strings ``X'..'``, ``B'..'``, ``N'..'``, ``U&'..'``;
+    - dollar-quoted strings ``$$...$$`` and ``$tag$...$tag$`` (PostgreSQL);
+    - numbers (integers, decimals, exponents, ``0x``/``0b``/``0o``, ``_`` separators), but not
+      digits inside identifiers or parameters (``t1``, ``$1``, ``?1``);
+    - comments (``-- ...``, nested ``/* ... */``) are removed;
+    - quoted identifiers (``"..."``, backticks) and keywords (``TRUE``, ``NULL``) are kept;
+    - an unterminated literal or comment swallows the rest of the text.
+
+    Then whitespace runs become one space, lists of placeholders after ``IN`` become ``IN (?)``,
+    repeated identical rows of placeholders in ``VALUES`` become one row and ``, ...``, and the
+    result is cut to 1000 characters. Results are cached per query text (bounded).
+
+Per call
+    ``begin(conn_info, query, preparation)`` returns a Subsegment or None (nothing to record, or
+    a statement nested in one already recorded); ``end(sub)`` / ``fail(sub, exc)`` close it.
+    Wrappers call the driver exactly once, outside these helpers, and re-raise the driver's own
+    exception object unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import log as _log
+from ..config import clean_name
+from ..core import tracer as _tracer_mod
+from ..core.entities import Subsegment, clip
+
+MAX_QUERY = 1000
+_SCAN_LIMIT = 4 * MAX_QUERY  # stop tokenizing once this much output is produced
+CACHE_MAX = 2048
+CACHE_KEY_MAX = 8192  # longer query texts are sanitized every time (they are rarely repeated)
+
+_TOKEN = re.compile(
+    r"""
+      (?P<sq>')
+    | (?P<eq>(?<![\w$])[eE]')
+    | (?P<pq>(?<![\w$])(?:[xXbBnN]|[uU]&)')
+    | (?P<dq>")
+    | (?P<bt>`)
+    | (?P<lc>--)
+    | (?P<bc>/\*)
+    | (?P<dl>(?<![\w$])\$(?:[^\W\d]\w*)?\$)
+    | (?P<num>(?<![\w$?])(?:0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+
+                        |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?))
+    """,
+    re.X,
+)
+_STD_BODY = re.compile(r"[^']*(?:''[^']*)*'")
+_BSL_BODY = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.S)
+_DQ_BODY = re.compile(r'[^"]*(?:""[^"]*)*"')
+_BT_BODY = re.compile(r"[^`]*(?:``[^`]*)*`")
+_COMMENT_PART = re.compile(r"/\*|\*/")
+
+_PH = r"[+-]?\s*(?:\?\d*|%s|%\(\w+\)s|\$\d+|:\w+|@\w+|NULL|DEFAULT)"
+_IN_LIST = re.compile(r"(\bIN\s*)\(\s*%s(?:\s*,\s*%s)*\s*\)" % (_PH, _PH), re.I)
+_ROWS = re.compile(r"(\(\s*%s(?:\s*,\s*%s)*\s*\))(?:\s*,\s*\1)+" % (_PH, _PH), re.I)
+
+
+def _scan(query: str, backslash_escapes: bool) -> str:
+    out = []
+    append = out.append
+    size = 0
+    pos = 0
+    n = len(query)
+    search = _TOKEN.search
+    string_body = _BSL_BODY if backslash_escapes else _STD_BODY
+    while pos < n:
+        m = search(query, pos)
+        if m is None:
+            append(query[pos:])
+            break
+        start = m.start()
+        if start > pos:
+            append(query[pos:start])
+            size += start - pos
+        kind = m.lastgroup
+        end = m.end()
+        if kind == "num":
+            append("?")
+        elif kind == "sq" or kind == "pq":
+            b = string_body.match(query, end)
+            end = b.end() if b is not None else n
+            append("?")
+        elif kind == "eq":
+            b = _BSL_BODY.match(query, end)
+            end = b.end() if b is not None else n
+            append("?")
+        elif kind == "dl":
+            close = query.find(m.group(), end)
+            end = n if close < 0 else close + (end - start)
+            append("?")
+        elif kind == "dq" or kind == "bt":
+            b = (_DQ_BODY if kind == "dq" else _BT_BODY).match(query, end)
+            if b is None:
+                append("?")
+                end = n
+            else:
+                end = b.end()
+                append(query[start:end])
+        elif kind == "lc":
+            nl = query.find("\n", end)
+            end = n if nl < 0 else nl + 1
+            append(" ")
+        else:  # block comment, nested as in PostgreSQL (unterminated: to the end)
+            depth = 1
+            while depth:
+                c = _COMMENT_PART.search(query, end)
+                if c is None:
+                    end = n
+                    break
+                end = c.end()
+                depth += 1 if c.group() == "/*" else -1
+            append(" ")
+        size += 1 + (end - start if kind in ("dq", "bt") else 0)
+        pos = end
+        if size > _SCAN_LIMIT:
+            append(" ...")
+            break
+    return "".join(out)
+
+
+def _sanitize(query: str, backslash_escapes: bool = False) -> str:
+    text = " ".join(_scan(query, backslash_escapes).split())
+    if "(" in text:
+        text = _IN_LIST.sub(r"\1(?)", text)
+        text = _ROWS.sub(r"\1, ...", text)
+    if len(text) > MAX_QUERY:
+        text = text[: MAX_QUERY - 3] + "..."
+    return text
+
+
+_cache: dict = {}
+_cache_bsl: dict = {}
+
+
+def sanitize(query: str, backslash_escapes: bool = False) -> str:
+    """``query`` with every literal replaced by ``?`` (see the module's docstring)."""
+    cache = _cache_bsl if backslash_escapes else _cache
+    text = cache.get(query)
+    if text is not None:
+        return text
+    text = _sanitize(query, backslash_escapes)
+    if len(query) <= CACHE_KEY_MAX:
+        if len(cache) >= CACHE_MAX:
+            try:  # drop the oldest entry (dicts keep insertion order)
+                del cache[next(iter(cache))]
+            except (StopIteration, KeyError, RuntimeError):
+                cache.clear()
+        cache[query] = text
+    return text
+
+
+def query_text(query, context=None):
+    """The text of a query given as str, bytes or a driver's composable object (psycopg
+    ``sql.SQL``/``Composed``, rendered with ``context``, a connection). None if unknown."""
+    if type(query) is str:
+        return query
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        return bytes(query).decode("utf-8", "replace")
+    if isinstance(query, str):
+        return str(query)
+    as_string = getattr(query, "as_string", None)
+    if as_string is not None and context is not None:
+        text = as_string(context)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return text if isinstance(text, str) else None
+    return None
+
+
+# -- connection descriptions ----------------------------------------------------------------
+class ConnInfo:
+    """What every subsegment of one connection shares (computed once per connection)."""
+
+    __slots__ = ("name", "base", "backslash_escapes")
+
+    def __init__(self, name, base, backslash_escapes=False):
+        self.name = clean_name(name or "database")[0]
+        self.base = {k: v for k, v in base.items() if v is not None and v != ""}
+        for key in ("url", "user"):
+            if key in self.base:
+                self.base[key] = clip(self.base[key])
+        self.backslash_escapes = backslash_escapes
+
+
+def _quote(text, safe=""):
+    from urllib.parse import quote
+
+    return quote(str(text), safe=safe)
+
+
+def pg_url(user, host, port, dbname) -> str:
+    """``postgresql://user@host:port/dbname``, from parsed connection info: never a password.
+    A Unix-socket directory goes into a ``host`` query parameter."""
+    netloc = ""
+    query = ""
+    if user:
+        netloc = _quote(user) + "@"
+    if host and not str(host).startswith("/"):
+        h = str(host)
+        netloc += "[%s]" % h if ":" in h else _quote(h, safe=".-_~")
+        if port:
+            netloc += ":%s" % port
+    elif host:
+        query = "?host=" + _quote(host, safe="/")
+        if port and str(port) != "5432":
+            query += "&port=%s" % port
+    return "postgresql://%s/%s%s" % (netloc, _quote(dbname or ""), query)
+
+
+def pg_info(dbname, user, host, port, server_version, standard_strings, driver) -> ConnInfo:
+    return ConnInfo(
+        "%s@%s" % (dbname or "postgres", host or "localhost"),
+        {
+            "url": pg_url(user, host, port, dbname),
+            "database_type": "PostgreSQL",
+            "database_version": server_version,
+            "driver_version": driver,
+            "user": user,
+        },
+        backslash_escapes=str(standard_strings).lower() == "off",
+    )
+
+
+def sqlite_info(database, uri=False) -> ConnInfo:
+    """Name and url of a sqlite3 database given to ``connect`` (path, bytes, PathLike or a
+    ``file:`` URI): the file's basename, or ``:memory:``."""
+    import os
+    import sqlite3
+
+    base = {
+        "database_type": "sqlite",
+        "database_version": sqlite3.sqlite_version,
+        "driver_version": "sqlite3 (Python %s)" % _python_version(),
+    }
+    if database is None:  # unknown: a connection not opened through connect()
+        return ConnInfo("sqlite", base)
+    try:
+        path = os.fsdecode(database)
+    except TypeError:
+        path = str(database)
+    if uri and path.startswith("file:"):
+        path = path[5:].split("?", 1)[0].split("#", 1)[0]
+        if path.startswith("//"):  # file://host/path
+            path = "/" + path[2:].split("/", 1)[-1]
+        from urllib.parse import unquote
+
+        path = unquote(path)
+        if not path or path == ":memory:":
+            path = ":memory:"
+    if path in ("", ":memory:"):
+        name = ":memory:"
+        url = "sqlite://:memory:" if path else "sqlite://"
+    else:
+        name = os.path.basename(path.rstrip("/")) or path
+        url = "sqlite:///" + os.path.abspath(path).lstrip("/")
+    base["url"] = url
+    return ConnInfo(name, base)
+
+
+def _python_version():
+    import platform
+
+    return platform.python_version()
+
+
+# -- per call --------------------------------------------------------------------------------
+tracer = _tracer_mod.tracer
+_get = _tracer_mod.current_entity.get
+
+
+def tracer_ready():
+    """Configure the tracer (from the environment) if nothing did yet: patchers call this."""
+    _tracer_mod.get_tracer()
+
+
+def fail_internal(what):
+    """An instrumentation failure: logged at most once a minute (re-raised in the tests)."""
+    _log.limited("sql-" + what, _log.WARNING,
+                 "xray-autoinst SQL instrumentation failed (%s); the query is unaffected", what,
+                 exc_info=True)
+    if tracer.config.reraise:
+        raise
+
+
+def recording() -> bool:
+    """Quick check before any work: would a subsegment be recorded here?"""
+    parent = _get()
+    if parent is None:
+        return tracer.context_missing != "ignore"
+    if not parent.sampled:
+        return False
+    # a statement run by another traced statement (executescript through a cursor, ...)
+    return not (parent.sql is not None and type(parent) is Subsegment)
+
+
+def begin(info: ConnInfo, query, preparation: str, context=None):
+    """Open the subsegment of one statement. Never raises (unless the test switch is set)."""
+    try:
+        sub = tracer.begin_subsegment(info.name, "remote")
+        if sub is None:
+            return None
+    except Exception:  # noqa: BLE001
+        fail_internal("begin")
+        return None
+    try:
+        sql = info.base.copy()
+        sql["preparation"] = preparation
+        if tracer.config.sql_queries != "off":
+            text = query if type(query) is str else query_text(query, context)
+            if text is not None:
+                sql["sanitized_query"] = sanitize(text, info.backslash_escapes)
+        sub.sql = sql
+    except Exception:  # noqa: BLE001
+        if sub.sql is None:
+            sub.sql = {"preparation": preparation}
+        fail_internal("query")
+    return sub
+
+
+def end(sub) -> None:
+    try:
+        tracer.end_subsegment(sub)
+    except Exception:  # noqa: BLE001
+        fail_internal("end")
+
+
+def fail(sub, exc) -> None:
+    """Record the driver's exception (fault + cause) and close the subsegment."""
+    try:
+        if isinstance(exc, Exception):
+            sub.add_exception(exc, remote=True)
+        else:  # KeyboardInterrupt, GeneratorExit...: the call did not complete
+            sub.fault = True
+        tracer.end_subsegment(sub)
+    except Exception:  # noqa: BLE001
+        fail_internal("error")
+
+
+def first_arg(args, kwargs, *names):
+    if args:
+        return args[0]
+    for name in names:
+        if name in kwargs:
+            return kwargs[name]
+    return None
+
+
+# -- dynamic traced subclasses ---------------------------------------------------------------
+_subclasses: dict = {}
+
+
+def traced_subclass(base, mixin, slots=()):
+    """A subclass of ``base`` with ``mixin``'s traced methods first, looking like ``base``
+    (same name, qualname and module), created once per (base, mixin). ``base`` itself when it
+    is already traced. ``mixin`` has empty ``__slots__``; ``slots`` go on the new class."""
+    if issubclass(base, mixin):
+        return base
+    key = (base, mixin)
+    cls = _subclasses.get(key)
+    if cls is None:
+        cls = type(base.__name__, (mixin, base), {"__slots__": slots})
+        cls.__qualname__ = base.__qualname__
+        cls.__module__ = base.__module__
+        cls.__doc__ = base.__doc__
+        cls._xray_autoinst_traced = True
+        _subclasses[key] = cls
+    return cls

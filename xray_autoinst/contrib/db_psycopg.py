@@ -1,0 +1,136 @@
+"""psycopg 3: one ``remote`` subsegment per ``execute``/``executemany``, named
+``database@host``.
+
+psycopg 3's connections and cursors are Python classes, so their methods are patched in place
+(no proxy, no subclass): ``Cursor.execute``/``executemany`` (also what ``Connection.execute``,
+``ClientCursor`` and ``RawCursor`` run), ``ServerCursor.execute`` (the ``DECLARE`` of a named
+cursor), and the same methods of the async classes. Every connection, however it is made
+(``connect``, ``psycopg_pool``, a subclass), is traced, and adapters, row factories, ``copy``
+and pipelines are untouched.
+"""
+
+from __future__ import annotations
+
+from ..core import wrapping
+from . import _sql
+
+_recording = _sql.recording
+_begin = _sql.begin
+_end = _sql.end
+_fail = _sql.fail
+
+
+def get_version():
+    import psycopg
+
+    return psycopg.__version__
+
+
+def _info(conn):
+    info = conn.__dict__.get("_xray_sql")
+    if info is None:
+        info = conn.__dict__["_xray_sql"] = _describe(conn)
+    return info
+
+
+def _describe(conn):
+    import psycopg
+
+    i = conn.info
+    try:
+        impl = psycopg.pq.__impl__
+    except AttributeError:
+        impl = None
+    return _sql.pg_info(
+        i.dbname,
+        i.user,
+        i.host,
+        i.port,
+        i.parameter_status("server_version") or str(i.server_version),
+        i.parameter_status("standard_conforming_strings"),
+        "psycopg %s%s" % (psycopg.__version__, " (%s)" % impl if impl else ""),
+    )
+
+
+def _start(cursor, args, kwargs):
+    try:
+        conn = cursor._conn
+        return _begin(_info(conn), _sql.first_arg(args, kwargs, "query"), "statement", conn)
+    except Exception:  # noqa: BLE001
+        _sql.fail_internal("psycopg")
+        return None
+
+
+def _traced_execute(wrapped, instance, args, kwargs):
+    if not _recording():
+        return wrapped(*args, **kwargs)
+    sub = _start(instance, args, kwargs)
+    if sub is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _fail(sub, exc)
+        raise
+    _end(sub)
+    return result
+
+
+def _traced_async_execute(wrapped, instance, args, kwargs):
+    return _async_execute(wrapped, instance, args, kwargs)
+
+
+async def _async_execute(wrapped, instance, args, kwargs):
+    if not _recording():
+        return await wrapped(*args, **kwargs)
+    sub = _start(instance, args, kwargs)
+    if sub is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _fail(sub, exc)
+        raise
+    _end(sub)
+    return result
+
+
+def _targets():
+    import psycopg
+
+    sync = [
+        (psycopg.Cursor, "execute"),
+        (psycopg.Cursor, "executemany"),
+        (psycopg.ServerCursor, "execute"),
+    ]
+    asyn = [
+        (psycopg.AsyncCursor, "execute"),
+        (psycopg.AsyncCursor, "executemany"),
+        (psycopg.AsyncServerCursor, "execute"),
+    ]
+    return sync, asyn
+
+
+def patch():
+    import psycopg
+
+    if getattr(psycopg, "_xray_autoinst_patched", False):
+        return
+    _sql.tracer_ready()
+    sync, asyn = _targets()
+    for owner, name in sync:
+        wrapping.wrap(owner, name, _traced_execute)
+    for owner, name in asyn:
+        wrapping.wrap(owner, name, _traced_async_execute)
+    psycopg._xray_autoinst_patched = True
+
+
+def unpatch():
+    import psycopg
+
+    if not getattr(psycopg, "_xray_autoinst_patched", False):
+        return
+    sync, asyn = _targets()
+    for owner, name in sync + asyn:
+        wrapping.unwrap(owner, name)
+    psycopg._xray_autoinst_patched = False

@@ -1,0 +1,172 @@
+"""sqlite3: one ``remote`` subsegment per ``execute``/``executemany``/``executescript`` of a
+cursor or of the connection's shortcuts, named after the database file (basename) or
+``:memory:``.
+
+``sqlite3.Connection`` and ``Cursor`` are C types whose methods cannot be patched, so
+``sqlite3.connect`` is wrapped to pass a traced subclass of the connection class as
+``factory=`` (the documented hook; a user's own factory class is subclassed the same way), and
+that connection hands a traced subclass of the cursor class to ``cursor(factory=...)``. The
+objects the application gets are real sqlite3 connections and cursors: ``isinstance``,
+``with conn:``, ``backup()`` (which checks the target's C type), ``iterdump()``, row factories,
+``create_function`` and every attribute behave exactly as without the agent, with no proxy
+in between.
+"""
+
+from __future__ import annotations
+
+from ..core import wrapping
+from . import _sql
+
+_recording = _sql.recording
+_begin = _sql.begin
+_end = _sql.end
+_fail = _sql.fail
+_FACTORY_POS = 5  # connect(database, timeout, detect_types, isolation_level, check_same_thread,
+#                           factory, ...)
+
+
+def get_version():
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+def _info(conn):
+    try:
+        return conn._xray_sql
+    except AttributeError:  # a connection not made by the wrapped connect()
+        info = _sql.sqlite_info(None)
+        if isinstance(conn, TracedConnectionMixin):
+            conn._xray_sql = info
+        return info
+
+
+def _run(conn, method, args, kwargs, preparation="statement"):
+    """Trace one statement run by ``method`` (a bound method of the real object)."""
+    if not _recording():
+        return method(*args, **kwargs)
+    sub = None
+    try:
+        sub = _begin(_info(conn), _sql.first_arg(args, kwargs, "sql", "sql_script"), preparation)
+    except Exception:  # noqa: BLE001
+        _sql.fail_internal("sqlite3")
+    if sub is None:
+        return method(*args, **kwargs)
+    try:
+        result = method(*args, **kwargs)
+    except BaseException as exc:
+        _fail(sub, exc)
+        raise
+    _end(sub)
+    return result
+
+
+class TracedCursorMixin:
+    __slots__ = ()
+
+    def execute(self, *args, **kwargs):
+        return _run(self.connection, super().execute, args, kwargs)
+
+    def executemany(self, *args, **kwargs):
+        return _run(self.connection, super().executemany, args, kwargs)
+
+    def executescript(self, *args, **kwargs):
+        return _run(self.connection, super().executescript, args, kwargs)
+
+
+class TracedConnectionMixin:
+    # the connection's description, set by the wrapped connect()
+    __slots__ = ()  # the traced class has the slot _xray_sql: the connection's description
+
+    def cursor(self, *args, **kwargs):
+        if args:
+            factory = args[0]
+            args = args[1:]
+        else:
+            factory = kwargs.pop("factory", None)
+        if factory is None:
+            factory = _cursor_class()
+        elif isinstance(factory, type) and issubclass(factory, _base_cursor()):
+            factory = _sql.traced_subclass(factory, TracedCursorMixin)
+        return super().cursor(factory, *args, **kwargs)
+
+    def execute(self, *args, **kwargs):
+        return _run(self, super().execute, args, kwargs)
+
+    def executemany(self, *args, **kwargs):
+        return _run(self, super().executemany, args, kwargs)
+
+    def executescript(self, *args, **kwargs):
+        return _run(self, super().executescript, args, kwargs)
+
+
+def _base_cursor():
+    import sqlite3
+
+    return sqlite3.Cursor
+
+
+_default_cursor = None
+
+
+def _cursor_class():
+    global _default_cursor
+    if _default_cursor is None:
+        _default_cursor = _sql.traced_subclass(_base_cursor(), TracedCursorMixin)
+    return _default_cursor
+
+
+def _traced_connect(wrapped, instance, args, kwargs):
+    import sqlite3
+
+    database = _sql.first_arg(args, kwargs, "database")
+    factory = None
+    try:
+        if len(args) > _FACTORY_POS:
+            factory = args[_FACTORY_POS]
+        else:
+            factory = kwargs.get("factory", sqlite3.Connection)
+        if isinstance(factory, type) and issubclass(factory, sqlite3.Connection):
+            traced = _sql.traced_subclass(factory, TracedConnectionMixin, ("_xray_sql",))
+            if len(args) > _FACTORY_POS:
+                args = args[:_FACTORY_POS] + (traced,) + args[_FACTORY_POS + 1:]
+            else:
+                kwargs["factory"] = traced
+        else:
+            factory = None
+    except Exception:  # noqa: BLE001
+        factory = None
+        _sql.fail_internal("sqlite3.connect")
+    conn = wrapped(*args, **kwargs)
+    if factory is not None:
+        try:
+            if isinstance(conn, TracedConnectionMixin):
+                conn._xray_sql = _sql.sqlite_info(database, bool(kwargs.get("uri")) or (
+                    len(args) > 7 and bool(args[7])))
+        except Exception:  # noqa: BLE001
+            _sql.fail_internal("sqlite3.connect")
+    return conn
+
+
+def patch():
+    import sqlite3
+    import sqlite3.dbapi2 as dbapi2
+
+    if getattr(sqlite3, "_xray_autoinst_patched", False):
+        return
+    _sql.tracer_ready()
+    wrapping.wrap(dbapi2, "connect", _traced_connect)
+    if sqlite3.connect is not dbapi2.connect:
+        wrapping.wrap(sqlite3, "connect", _traced_connect)
+    sqlite3._xray_autoinst_patched = True
+
+
+def unpatch():
+    import sqlite3
+    import sqlite3.dbapi2 as dbapi2
+
+    if not getattr(sqlite3, "_xray_autoinst_patched", False):
+        return
+    wrapping.unwrap(sqlite3, "connect")
+    wrapping.unwrap(dbapi2, "connect")
+    sqlite3._xray_autoinst_patched = False
