@@ -13,6 +13,9 @@ INTEGRATIONS = {
     "waitress": (("waitress.server",), "xray_autoinst.contrib.web_waitress", "waitress"),
     "werkzeug": (("werkzeug.serving",), "xray_autoinst.contrib.web_werkzeug", "werkzeug"),
     "flask": (("flask",), "xray_autoinst.contrib.web_flask", "flask"),
+    # context follows the work into threads
+    "threading": (("threading",), "xray_autoinst.contrib.ctx_threading", None),
+    "futures": (("concurrent.futures.thread",), "xray_autoinst.contrib.ctx_futures", None),
     # databases
     "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
     "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),

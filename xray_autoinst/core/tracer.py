@@ -204,6 +204,20 @@ class Tracer:
             return seg
         return None
 
+    # -- fork ----------------------------------------------------------------------------------
+    def after_fork(self) -> None:
+        """In a forked child: no entity inherited from the parent, nothing of its state sent
+        again. (The emitter and ids check the PID on use as well, for C forks such as
+        uWSGI's, where ``os.register_at_fork`` hooks do not run.)"""
+        _set(None)
+        self.open_segments = {}
+        self.process_segment = None
+        self.call_segments = set()
+        self._pid = os.getpid()
+        reset = getattr(self.sampler, "reset", None)
+        if reset is not None:
+            reset()
+
     # -- exit ----------------------------------------------------------------------------------
     def shutdown(self, timeout: float = 2.0) -> None:
         """Send what is left: the process segment, open segments as in_progress, the queue."""
@@ -214,10 +228,15 @@ class Tracer:
                 self.open_segments.pop(seg.id, None)
                 seg.end_time = _time()
                 self._emit(seg)
-            for seg in list(self.open_segments.values()):
-                self.emitter.send_document(encoder.in_progress_document(seg))
-            self.open_segments.clear()
             self.emitter.flush(timeout)
+            # requests still open: sent as in_progress with what they finished so far
+            for seg in list(self.open_segments.values()):
+                with seg.lock:
+                    docs = encoder.documents(seg)
+                    seg.emitted = True
+                for doc in docs:
+                    self.emitter.send_document(doc)
+            self.open_segments.clear()
         except Exception:  # noqa: BLE001
             _log.get().debug("shutdown failed", exc_info=True)
 
@@ -253,6 +272,18 @@ def get_tracer() -> Tracer:
         tracer.configure(_config.from_env())
         atexit.register(tracer.shutdown)
     return tracer
+
+
+def _after_fork_in_child():
+    if _configured:
+        try:
+            tracer.after_fork()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install(cfg: _config.Config, emitter=None) -> Tracer:
