@@ -16,6 +16,10 @@ INTEGRATIONS = {
     # context follows the work into threads
     "threading": (("threading",), "xray_autoinst.contrib.ctx_threading", None),
     "futures": (("concurrent.futures.thread",), "xray_autoinst.contrib.ctx_futures", None),
+    # outbound HTTP and AWS
+    "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
+    "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),
+    "botocore": (("botocore.client",), "xray_autoinst.contrib.aws_botocore", "botocore"),
     # databases
     "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
     "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),
