@@ -1,0 +1,293 @@
+"""botocore (boto3 and everything on it): one ``aws`` subsegment per API call.
+
+``BaseClient._make_api_call`` is wrapped. The subsegment is named after the service's endpoint
+prefix (``dynamodb``, ``s3``, ``sqs``, ...: what aws-xray-sdk-python names it, so traces look
+the same), holds ``aws`` = operation, region, request_id, retries and the identifiers of the
+resources involved (table, queue, bucket and key, function, topic, stream, ...) and
+``http.response`` = status (and content_length). Payloads, item contents and message bodies are
+never read. ``error``/``throttle``/``fault`` come from the HTTP status and the error code of the
+response or the exception.
+
+The subsegment is the current entity during the call, so the HTTP exchange botocore makes under
+it is not recorded a second time (its ``connect``/``dns``/``dial``/``tls`` phases become children
+of the AWS subsegment). The trace header is added on the client's ``before-send`` event, so it is
+on the wire for every attempt (it is not signed, as with the X-Ray SDKs). Calls to the ``xray``
+service itself -- the agent's daemon relays with botocore -- are never recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..core import tracer as _tracer_mod
+from ..core.entities import clip
+from . import _http
+
+_current = _tracer_mod.current_entity
+_EVENTS_MARK = "_xray_autoinst_events"
+_HANDLER_ID = "xray-autoinst-trace-header"
+_INTERNAL = object()
+_state = {"patched": False, "remote": (), "client_error": None}
+
+THROTTLE_CODES = frozenset((
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException",
+    "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+    "EC2ThrottledException",
+))
+
+# Request parameters that name a resource: parameter -> aws field. Only strings are recorded.
+IDENTIFIERS = {
+    "TableName": "table_name",
+    "IndexName": "index_name",
+    "QueueUrl": "queue_url",
+    "QueueName": "queue_name",
+    "FunctionName": "function_name",
+    "Qualifier": "qualifier",
+    "InvocationType": "invocation_type",
+    "TopicArn": "topic_arn",
+    "TargetArn": "target_arn",
+    "StreamName": "stream_name",
+    "StreamARN": "stream_arn",
+    "DeliveryStreamName": "delivery_stream_name",
+    "StateMachineArn": "state_machine_arn",
+    "EndpointName": "endpoint_name",
+    "EventBusName": "event_bus_name",
+    "LogGroupName": "log_group_name",
+    "SecretId": "secret_id",
+    "KeyId": "key_id",
+}
+# ... per service, where the parameter is an identifier only there
+SERVICE_IDENTIFIERS = {
+    "s3": {"Bucket": "bucket_name", "Key": "key", "VersionId": "version_id",
+           "Prefix": "prefix"},
+}
+# DynamoDB batch calls: the table names are the keys of RequestItems (never the items)
+_TABLE_MAPS = ("RequestItems",)
+
+
+def get_version():
+    import botocore
+
+    return botocore.__version__
+
+
+def _fail(what):
+    _http.fail("botocore-" + what)
+
+
+def _inject_header(request=None, **_kwargs):
+    """``before-send`` handler: the trace header on the prepared request (every attempt)."""
+    try:
+        if not _state["patched"] or request is None:
+            return
+        cur = _current.get()
+        if cur is None:
+            return
+        if cur.sampled and cur.aws is not None and cur.namespace == "aws":
+            attempts = cur.aws.get("retries", -1) + 1
+            cur.aws["retries"] = attempts
+        headers = request.headers
+        if _http.TRACE_HEADER in headers:
+            return
+        value = _tracer_mod.tracer.outgoing_header(None)
+        if value is not None:
+            headers[_http.TRACE_HEADER] = value
+    except Exception:  # noqa: BLE001 - an event handler that raises would fail the call
+        try:
+            _fail("header")
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _ensure_handler(client):
+    if client.__dict__.get(_EVENTS_MARK):
+        return
+    client.meta.events.register_first("before-send", _inject_header, unique_id=_HANDLER_ID)
+    client.__dict__[_EVENTS_MARK] = True
+
+
+def _begin(client, args, kwargs):
+    """The subsegment for this call, _INTERNAL for the agent's own calls, or None."""
+    tracer = _tracer_mod.get_tracer()
+    if not tracer.enabled:
+        return None
+    meta = client.meta
+    prefix = meta.service_model.endpoint_prefix
+    if prefix == "xray" or _http.internal.get():
+        return _INTERNAL
+    cur = _current.get()
+    if cur is None:
+        if tracer.context_missing == "ignore":
+            return None
+        if getattr(threading.current_thread(), _http.INTERNAL, False):
+            return _INTERNAL
+    elif not cur.sampled:
+        _ensure_handler(client)  # Sampled=0 still goes downstream
+        return None
+    _ensure_handler(client)
+    sub = tracer.begin_subsegment(prefix, "aws")
+    if sub is None:
+        return None
+    try:
+        operation = args[0] if args else kwargs.get("operation_name")
+        params = args[1] if len(args) > 1 else kwargs.get("api_params")
+        aws = {"operation": str(operation), "region": str(meta.region_name)}
+        if isinstance(params, dict):
+            _identifiers(prefix, params, aws)
+        sub.aws = aws
+    except Exception:  # noqa: BLE001
+        tracer.end_subsegment(sub)
+        raise
+    return sub
+
+
+def _identifiers(prefix, params, aws):
+    for param, field in IDENTIFIERS.items():
+        value = params.get(param)
+        if isinstance(value, str):
+            aws[field] = clip(value)
+    extra = SERVICE_IDENTIFIERS.get(prefix)
+    if extra:
+        for param, field in extra.items():
+            value = params.get(param)
+            if isinstance(value, str):
+                aws[field] = clip(value)
+    for param in _TABLE_MAPS:
+        value = params.get(param)
+        if isinstance(value, dict) and value:
+            aws["table_names"] = [clip(str(k)) for k in value][:50]
+
+
+def _metadata(sub, meta):
+    """Request id, retries and the HTTP status from a ResponseMetadata dict."""
+    if not isinstance(meta, dict):
+        return None
+    aws = sub.aws
+    rid = meta.get("RequestId")
+    if rid:
+        aws["request_id"] = str(rid)
+    host_id = meta.get("HostId")
+    if host_id:
+        aws["id_2"] = str(host_id)
+    retries = meta.get("RetryAttempts")
+    if isinstance(retries, int):
+        aws["retries"] = retries
+    status = meta.get("HTTPStatusCode")
+    if isinstance(status, int):
+        resp = {"status": status}
+        headers = meta.get("HTTPHeaders")
+        if isinstance(headers, dict):
+            length = headers.get("content-length")
+            if isinstance(length, str) and length.isdigit():
+                resp["content_length"] = int(length)
+        sub.http = {"response": resp}
+    return status
+
+
+def _result(sub, result):
+    if not isinstance(result, dict):
+        return
+    status = _metadata(sub, result.get("ResponseMetadata"))
+    if isinstance(status, int):
+        sub.set_status(status)
+    aws = sub.aws
+    mid = result.get("MessageId")
+    if isinstance(mid, str):
+        aws["message_id"] = mid
+    messages = result.get("Messages")
+    if isinstance(messages, list):
+        aws["message_count"] = len(messages)
+    for key, field in (("Count", "count"), ("ScannedCount", "scanned_count")):
+        value = result.get(key)
+        if isinstance(value, int):
+            aws[field] = value
+
+
+def _error(sub, exc):
+    client_error = _state["client_error"]
+    if client_error is None or not isinstance(exc, client_error):
+        _http.record_exception(sub, exc, remote=isinstance(exc, _state["remote"]))  # fault
+        return
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        response = {}
+    status = _metadata(sub, response.get("ResponseMetadata"))
+    _http.record_exception(sub, exc)
+    if isinstance(status, int):  # the service answered: its status decides the flags
+        sub.fault = False
+        sub.set_status(status)
+    error = response.get("Error")
+    if isinstance(error, dict) and error.get("Code") in THROTTLE_CODES:
+        sub.throttle = True
+        sub.error = True
+        if isinstance(status, int) and status < 500:
+            sub.fault = False
+
+
+def _end(sub, result=None, exc=None):
+    try:
+        if exc is None:
+            _result(sub, result)
+        else:
+            _error(sub, exc)
+    finally:
+        _tracer_mod.tracer.end_subsegment(sub)
+
+
+def _traced_make_api_call(wrapped, instance, args, kwargs):
+    sub = None
+    try:
+        sub = _begin(instance, args, kwargs)
+    except Exception:  # noqa: BLE001
+        _fail("begin")
+    if sub is None:
+        return wrapped(*args, **kwargs)
+    if sub is _INTERNAL:
+        token = _http.internal.set(True)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _http.internal.reset(token)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        try:
+            _end(sub, exc=exc)
+        except Exception:  # noqa: BLE001
+            _fail("end")
+        raise
+    try:
+        _end(sub, result)
+    except Exception:  # noqa: BLE001
+        _fail("end")
+    return result
+
+
+def patch():
+    from botocore import client as target
+    from botocore import exceptions
+
+    from ..core import wrapping
+
+    if getattr(target, "_xray_autoinst_patched", False):
+        return
+    _state["client_error"] = exceptions.ClientError
+    _state["remote"] = (exceptions.ClientError, exceptions.HTTPClientError,
+                        exceptions.ConnectionError)
+    wrapping.wrap(target.BaseClient, "_make_api_call", _traced_make_api_call)
+    _state["patched"] = True
+    target._xray_autoinst_patched = True
+
+
+def unpatch():
+    from botocore import client as target
+
+    from ..core import wrapping
+
+    if not getattr(target, "_xray_autoinst_patched", False):
+        return
+    wrapping.unwrap(target.BaseClient, "_make_api_call")
+    _state["patched"] = False  # handlers left on existing clients do nothing
+    target._xray_autoinst_patched = False
