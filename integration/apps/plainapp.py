@@ -17,6 +17,12 @@ def app(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (chunk for chunk in (b"a", b"b", b"c"))
+    if path == "/slow":
+        import time
+
+        time.sleep(float(environ.get("QUERY_STRING") or 1.0))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slow"]
     if path == "/pid":
         body = str(os.getpid()).encode()
         start_response("200 OK", [("Content-Type", "text/plain"),
