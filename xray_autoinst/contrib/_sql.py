@@ -41,20 +41,27 @@ _SCAN_LIMIT = 4 * MAX_QUERY  # stop tokenizing once this much output is produced
 CACHE_MAX = 2048
 CACHE_KEY_MAX = 8192  # longer query texts are sanitized every time (they are rarely repeated)
 
-_TOKEN = re.compile(
+# One step of the tokenizer, matched where the previous step ended: text copied as is (spaces,
+# operators, whole identifiers and keywords, parameters such as ?1 and $1), then the token that
+# ends it. Identifiers are consumed whole inside the expression, so the digits of ``t1`` never
+# look like a number and the Python loop runs once per literal or comment, not once per word.
+_STEP = re.compile(
     r"""
+    (?P<plain>(?:[^\W\d][\w$]*(?![\w$'&])|[^'"`\-/$\w.?]+|\?\d*|\$\d+|-(?!-)|/(?!\*)|\.(?!\d))*)
+    (?:
       (?P<sq>')
-    | (?P<eq>(?<![\w$])[eE]')
-    | (?P<pq>(?<![\w$])(?:[xXbBnN]|[uU]&)')
     | (?P<dq>")
     | (?P<bt>`)
     | (?P<lc>--)
     | (?P<bc>/\*)
-    | (?P<dl>(?<![\w$])\$(?:[^\W\d]\w*)?\$)
-    | (?P<num>(?<![\w$?])(?:0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+
-                        |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?))
+    | (?P<dl>\$(?:[^\W\d]\w*)?\$)
+    | (?P<num>(?:0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+
+               |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?))
+    | (?P<word>[^\W\d][\w$]*)
+    | (?P<other>.)
+    )?
     """,
-    re.X,
+    re.X | re.S,
 )
 _STD_BODY = re.compile(r"[^']*(?:''[^']*)*'")
 _BSL_BODY = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.S)
@@ -63,42 +70,58 @@ _BT_BODY = re.compile(r"[^`]*(?:``[^`]*)*`")
 _COMMENT_PART = re.compile(r"/\*|\*/")
 
 _PH = r"[+-]?\s*(?:\?\d*|%s|%\(\w+\)s|\$\d+|:\w+|@\w+|NULL|DEFAULT)"
-_IN_LIST = re.compile(r"(\bIN\s*)\(\s*%s(?:\s*,\s*%s)*\s*\)" % (_PH, _PH), re.I)
+# starts with a literal "(" (fast to search for); the lookbehind checks the IN before it
+_IN_LIST = re.compile(
+    r"\((?:(?<=\W[iI][nN] \()|(?<=\W[iI][nN]\())\s*%s(?:\s*,\s*%s)*\s*\)" % (_PH, _PH), re.I
+)
 _ROWS = re.compile(r"(\(\s*%s(?:\s*,\s*%s)*\s*\))(?:\s*,\s*\1)+" % (_PH, _PH), re.I)
 
 
 def _scan(query: str, backslash_escapes: bool) -> str:
     out = []
     append = out.append
-    size = 0
     pos = 0
     n = len(query)
-    search = _TOKEN.search
+    step = _STEP.match
     string_body = _BSL_BODY if backslash_escapes else _STD_BODY
+    limit = _SCAN_LIMIT  # the output is shorter than the input consumed so far
     while pos < n:
-        m = search(query, pos)
-        if m is None:
-            append(query[pos:])
-            break
-        start = m.start()
-        if start > pos:
-            append(query[pos:start])
-            size += start - pos
+        m = step(query, pos)
+        plain = m.group("plain")
+        if plain:
+            append(plain)
         kind = m.lastgroup
+        if kind is None or kind == "plain":  # the end of the text
+            break
+        start = m.start(kind)
         end = m.end()
         if kind == "num":
             append("?")
-        elif kind == "sq" or kind == "pq":
+        elif kind == "sq":
             b = string_body.match(query, end)
             end = b.end() if b is not None else n
             append("?")
-        elif kind == "eq":
-            b = _BSL_BODY.match(query, end)
-            end = b.end() if b is not None else n
-            append("?")
+        elif kind == "word":
+            word = m.group("word")
+            body = None
+            if end < n and query[end] == "'":
+                if word in ("E", "e"):
+                    body = _BSL_BODY
+                elif word in ("X", "x", "B", "b", "N", "n"):
+                    body = string_body
+            elif word in ("U", "u") and query.startswith("&'", end):
+                end += 1
+                body = string_body
+            if body is None:
+                append(word)
+            else:
+                b = body.match(query, end + 1)
+                end = b.end() if b is not None else n
+                append("?")
         elif kind == "dl":
-            close = query.find(m.group(), end)
-            end = n if close < 0 else close + (end - start)
+            tag = m.group("dl")
+            close = query.find(tag, end)
+            end = n if close < 0 else close + len(tag)
             append("?")
         elif kind == "dq" or kind == "bt":
             b = (_DQ_BODY if kind == "dq" else _BT_BODY).match(query, end)
@@ -112,7 +135,7 @@ def _scan(query: str, backslash_escapes: bool) -> str:
             nl = query.find("\n", end)
             end = n if nl < 0 else nl + 1
             append(" ")
-        else:  # block comment, nested as in PostgreSQL (unterminated: to the end)
+        elif kind == "bc":  # block comment, nested as in PostgreSQL (unterminated: to the end)
             depth = 1
             while depth:
                 c = _COMMENT_PART.search(query, end)
@@ -122,18 +145,22 @@ def _scan(query: str, backslash_escapes: bool) -> str:
                 end = c.end()
                 depth += 1 if c.group() == "/*" else -1
             append(" ")
-        size += 1 + (end - start if kind in ("dq", "bt") else 0)
+        else:  # other: a character that starts nothing
+            append(m.group("other"))
         pos = end
-        if size > _SCAN_LIMIT:
-            append(" ...")
-            break
+        if end > limit:
+            size = sum(map(len, out))
+            if size > _SCAN_LIMIT:
+                append(" ...")
+                break
+            limit = end + _SCAN_LIMIT - size
     return "".join(out)
 
 
 def _sanitize(query: str, backslash_escapes: bool = False) -> str:
     text = " ".join(_scan(query, backslash_escapes).split())
     if "(" in text:
-        text = _IN_LIST.sub(r"\1(?)", text)
+        text = _IN_LIST.sub("(?)", text)
         text = _ROWS.sub(r"\1, ...", text)
     if len(text) > MAX_QUERY:
         text = text[: MAX_QUERY - 3] + "..."
