@@ -27,6 +27,8 @@ REDACT_QUERY_PARAMS = "XRAY_REDACT_QUERY_PARAMS"
 EXPECT = "XRAY_AUTOINST_EXPECT"
 # Test switch: hooks and patchers re-raise instead of logging.
 RAISE = "XRAY_AUTOINST_RAISE"
+# Internal (tests): seconds between centralized sampling target polls (rules: 30 times that).
+SAMPLING_POLL = "XRAY_AUTOINST_SAMPLING_POLL"
 
 DEFAULT_DAEMON = "127.0.0.1:2000"
 DEFAULT_REDACT = "password,passwd,pwd,secret,token,key,signature,credential,auth,session"
@@ -55,6 +57,7 @@ class Config:
         "disabled_instrumentations": frozenset(),
         "sampling_rules": None,  # core.sampling.LocalRules, or None for the default rule
         "sampling_mode": "centralized",  # "centralized" or "local"
+        "sampling_poll": 10.0,  # seconds between SamplingTargets calls (internal)
         "trust_trace_header": True,
         "log_level": "warning",
         "context_missing": "ignore",
@@ -250,6 +253,20 @@ def from_env(environ=None) -> Config:
         record(SAMPLING, mode, "default")
     kw["sampling_mode"] = mode
 
+    raw = get(SAMPLING_POLL)
+    if raw is not None:
+        try:
+            poll = float(raw)
+            if not 0.05 <= poll <= 3600:
+                raise ValueError(raw)
+            kw["sampling_poll"] = poll
+            record(SAMPLING_POLL, raw, "env")
+        except ValueError:
+            problems.append(_bad(SAMPLING_POLL, raw, "seconds from 0.05 to 3600", "10"))
+            record(SAMPLING_POLL, raw, "invalid: 10")
+    else:
+        record(SAMPLING_POLL, "10", "default")
+
     raw = get(TRUST_TRACE_HEADER)
     if raw is not None:
         n = len(problems)
@@ -334,6 +351,8 @@ DOCS = (
     (SAMPLING_RULES, "unset", "Path to, or inline JSON of, local sampling rules (version 1 or 2)."),
     (SAMPLING, "centralized", "centralized: rules from the daemon's proxy; local: local rules only "
      "(the default when XRAY_SAMPLING_RULES is set)."),
+    (SAMPLING_POLL, "10", "Internal, for tests: seconds between centralized sampling target "
+     "polls; rules are fetched every 30 polls (5 minutes by default)."),
     (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
     (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
     (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
