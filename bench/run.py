@@ -1,0 +1,325 @@
+"""The benchmark suite: this agent side by side with aws-xray-sdk, OpenTelemetry and ddtrace.
+
+    .venv/bin/python bench/run.py            # everything (make bench); builds .bench/venvs/*
+    .venv/bin/python bench/run.py --quick    # this agent's own benchmarks, briefly (CI smoke)
+    .venv/bin/python bench/run.py --sections startup,per_request
+
+Prints Markdown tables and writes ``.bench/results.json`` (every sample summary, the versions of
+everything measured, the machine) and ``.bench/results.md``. Figures are medians with the
+interquartile range in brackets; overheads are differences of interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import e2e  # noqa: E402
+import emission  # noqa: E402
+import external  # noqa: E402
+import percall  # noqa: E402
+import perrequest  # noqa: E402
+import startup  # noqa: E402
+import venvs as venvs_mod  # noqa: E402
+from benchlib import ROOT  # noqa: E402
+
+SECTIONS = ("startup", "per_request", "per_call", "emission", "daemon", "outbound_http", "sql",
+            "e2e")
+PEERS = ("aws-xray-sdk", "opentelemetry", "ddtrace")
+
+FULL = {
+    "startup_runs": {"python -c pass": 25, "typical app start": 25},
+    "request": {"rounds": 3, "batches": 10, "target_s": 0.03},
+    "call": {"rounds": 3, "batches": 10, "target_s": 0.03},
+    "emission": {"windows": 7, "window_s": 0.5},
+    "e2e": {"rounds": 3, "seconds": 10.0},
+}
+QUICK = {
+    "startup_runs": {"python -c pass": 5, "typical app start": 3},
+    "request": {"rounds": 1, "batches": 3, "target_s": 0.005},
+    "call": {"rounds": 1, "batches": 3, "target_s": 0.005},
+    "emission": {"windows": 2, "window_s": 0.1},
+    "e2e": {"rounds": 1, "seconds": 1.0},
+}
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# -- formatting -----------------------------------------------------------------------------
+def fmt(s, digits=1, signed=False):
+    if not s:
+        return "-"
+    f = "%+.*f" if signed else "%.*f"
+    return "%s [%s, %s]" % (f % (digits, s["median"]), "%.*f" % (digits, s["p25"]),
+                            "%.*f" % (digits, s["p75"]))
+
+
+def med(s, digits=1, signed=False):
+    if not s:
+        return "-"
+    return ("%+.*f" if signed else "%.*f") % (digits, s["median"])
+
+
+def table(headers, rows) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def render(results) -> str:
+    parts = []
+    meta = results["meta"]
+    parts.append(f"Machine: {meta['machine'].get('cpu', '?')}, {meta['machine']['cpus']} CPUs, "
+                 f"Linux {meta['machine']['kernel']}, Python {meta['machine']['python']}. "
+                 f"Mode: {'quick' if meta['quick'] else 'full'}. {meta['date']}.")
+    sec = results["sections"]
+    if "startup" in sec and "error" not in sec["startup"]:
+        for scenario, data in sec["startup"].items():
+            rows = []
+            for r in data["rows"]:
+                rows.append([r["variant"], fmt(r["wall_ms"]), fmt(r.get("overhead_ms"), 1, True),
+                             "%.2fx" % r["ratio"] if "ratio" in r else "-",
+                             fmt(r["rss_mib"]), fmt(r.get("overhead_mib"), 1, True)])
+            parts.append(f"### Start-up: `{scenario}` (`{data['code']}`), "
+                         f"{data['runs']} interleaved runs\n\n" + table(
+                             ["variant", "wall ms", "overhead ms", "ratio", "peak RSS MiB",
+                              "overhead MiB"], rows))
+    if "per_request" in sec and "error" not in sec["per_request"]:
+        data = sec["per_request"]
+        rows = []
+        for r in data["rows"]:
+            rows.append([r["label"], fmt(r["wall_us"], 2), fmt(r.get("wall_overhead_us"), 2, True),
+                         "%.2fx" % r["ratio"] if "ratio" in r else "-",
+                         med(r.get("thread_overhead_us"), 2, True),
+                         med(r.get("cpu_overhead_us"), 2, True)])
+        parts.append(
+            f"### Per request, in process ({data['rounds']} rounds x {data['batches_per_round']} "
+            "interleaved batches)\n\n"
+            "`wall`: the request loop's wall time. `request-thread CPU`: CPU time of the "
+            "request thread only (the request path). `process CPU`: CPU of every thread over "
+            "the batch plus flushing what was queued: the full cost, background sending "
+            "included. Overheads are over the bare application of the same process.\n\n"
+            + table(["variant", "µs/request (wall)", "overhead µs (wall)", "ratio",
+                     "overhead µs (request-thread CPU)", "overhead µs (process CPU, incl. sender)"],
+                    rows))
+    if "per_call" in sec and "error" not in sec["per_call"]:
+        data = sec["per_call"]
+        rows = []
+        for r in data["rows"]:
+            if "skipped" in r:
+                rows.append([r["case"], r["mode"], "skipped: " + r["skipped"], "", "", "", ""])
+                continue
+            rows.append([r["case"], r["mode"], fmt(r["wall_us"], 2),
+                         fmt(r.get("wall_overhead_us"), 2, True),
+                         "%.2fx" % r["ratio"] if "ratio" in r else "-",
+                         med(r.get("thread_overhead_us"), 2, True),
+                         med(r.get("cpu_overhead_us"), 2, True)])
+        parts.append(
+            f"### Per call ({data['rounds']} rounds x {data['batches_per_round']} batches; "
+            "calls 10 to a sampled segment, the segments' own cost subtracted)\n\n"
+            + table(["call", "mode", "µs/call (wall)", "overhead µs (wall)", "ratio",
+                     "overhead µs (calling-thread CPU)", "overhead µs (process CPU, incl. sender)"],
+                    rows))
+    if "emission" in sec and "error" not in sec["emission"]:
+        data = sec["emission"]
+        rows = []
+        for name, r in data["results"].items():
+            rows.append([name, r["document_bytes"], fmt(r["encode+send"], 0),
+                         med(r["encode only"], 0), med(r["send only"], 0)])
+        sink = data.get("sink") or {}
+        parts.append(
+            "### Emission: documents per second (`encoder.documents` + "
+            "`Emitter.send_document`, one thread, to a UDP sink on loopback)\n\n"
+            + table(["document", "bytes", "encode+send docs/s", "encode only /s", "send only /s"],
+                    rows)
+            + f"\n\nSink received {sink.get('datagrams', '?')} datagrams "
+              f"({sink.get('malformed', '?')} malformed); pinned apart: {data.get('pinned')}.")
+    if "daemon" in sec:
+        parts.append("### Local daemon (bench/bench_daemon.py)\n\n" + _external(sec["daemon"]))
+    for name, title in (("outbound_http", "Outbound HTTP (bench/bench_outbound_http.py)"),
+                        ("sql", "SQL (bench/bench_sql.py)")):
+        if name in sec:
+            parts.append(f"### {title}\n\n" + _external(sec[name]))
+    if "e2e" in sec and "error" not in sec["e2e"]:
+        data = sec["e2e"]
+        rows = []
+        for r in data["rows"]:
+            rows.append([r["variant"], fmt(r["rps"], 0),
+                         "%.3f" % r["ratio"]["median"] if "ratio" in r else "-",
+                         med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
+                         "%.3f" % r["documents_per_request"]
+                         if r.get("documents_per_request") is not None else "-"])
+        parts.append(
+            f"### End to end: gunicorn, {data['workers']} sync workers, trivial app, "
+            f"{data['load_generator']} with {data['connections']} connections, "
+            f"{data['rounds']} x {data['seconds']:g} s per variant, sampled 100%, UDP sink; "
+            f"server and load generator pinned apart: {data['pinned']}\n\n"
+            + table(["variant", "requests/s", "ratio to bare", "p50 ms", "p99 ms",
+                     "documents received per request"], rows))
+    for name, data in sec.items():
+        if isinstance(data, dict) and "error" in data and name not in (
+                "daemon", "outbound_http", "sql"):
+            parts.append(f"### {name}: FAILED\n\n```\n{data['error'][-2000:]}\n```")
+    if results.get("targets"):
+        rows = [[t["target"], t["measured"], t["verdict"]] for t in results["targets"]]
+        parts.append("### Targets (reported, not asserted)\n\n"
+                     + table(["target", "measured", "verdict"], rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def _external(data) -> str:
+    if "skipped" in data:
+        return "skipped: " + data["skipped"]
+    text = f"`{data['command']}`\n\n```\n{data['stdout'].rstrip()}\n```"
+    if data.get("returncode"):
+        text += f"\n\nFAILED ({data['returncode']}):\n```\n{data.get('error', '')[-2000:]}\n```"
+    return text
+
+
+# -- targets --------------------------------------------------------------------------------
+def targets(sec) -> list:
+    out = []
+
+    def add(target, value, ok, unit):
+        if value is None:
+            out.append({"target": target, "measured": "not measured", "verdict": "-"})
+        else:
+            out.append({"target": target, "measured": f"{value:.2f} {unit}",
+                        "verdict": "met" if ok(value) else "MISSED"})
+
+    def startup_row(scenario, variant):
+        for r in sec.get("startup", {}).get(scenario, {}).get("rows", []):
+            if r["variant"] == variant:
+                return r
+        return None
+
+    r = startup_row("python -c pass", "xray-run")
+    add("xray-run python -c pass <= +10 ms", r and r["overhead_ms"]["median"],
+        lambda v: v <= 10, "ms")
+    r = startup_row("python -c pass", "bootstrap alone (PYTHONPATH)")
+    add("bootstrap alone <= +2 ms", r and r["overhead_ms"]["median"], lambda v: v <= 2, "ms")
+    add("bootstrap alone <= +1 MiB", r and r["overhead_mib"]["median"], lambda v: v <= 1, "MiB")
+    r = startup_row("typical app start", "xray-run")
+    add("typical app start (xray-run) <= +20 ms", r and r["overhead_ms"]["median"],
+        lambda v: v <= 20, "ms")
+    add("typical app start (xray-run) <= +4 MiB", r and r["overhead_mib"]["median"],
+        lambda v: v <= 4, "MiB")
+    rows = {r["variant"]: r for r in sec.get("per_request", {}).get("rows", [])}
+    for variant, limit in (("xray-sampled", 6.0), ("xray-unsampled", 1.0)):
+        r = rows.get(variant)
+        kind = "sampled" if variant == "xray-sampled" else "unsampled"
+        add(f"{kind} request <= {limit:g} µs on the request path (wall)",
+            r and r["wall_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
+        add(f"{kind} request <= {limit:g} µs (request-thread CPU)",
+            r and r["thread_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
+    calls = {(r["case"], r["mode"]): r for r in sec.get("per_call", {}).get("rows", [])}
+    for case, limit, what in (("sqlite3", 3.0, "SQL subsegment (sqlite3)"),
+                              ("psycopg", 3.0, "SQL subsegment (psycopg)"),
+                              ("http.client", 10.0, "http.client call")):
+        r = calls.get((case, "xray"))
+        value = r["wall_overhead_us"]["median"] if r and "wall_overhead_us" in r else None
+        add(f"{what} <= {limit:g} µs (wall)", value, lambda v, lim=limit: v <= lim, "µs")
+    em = sec.get("emission", {}).get("results", {}).get("bare segment")
+    add("emission >= 80000 bare documents/s", em and em["encode+send"]["median"],
+        lambda v: v >= 80000, "docs/s")
+    d = sec.get("daemon", {}).get("data")
+    add("daemon >= 20000 documents/s with no loss (paced)",
+        d and d.get("max_pace_without_loss"), lambda v: v >= 20000,
+        "docs/s (highest lossless pace)")
+    return out
+
+
+# -- main -----------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="this agent's own benchmarks only, briefly; builds no virtualenv")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help="comma-separated subset of: " + ", ".join(SECTIONS))
+    p.add_argument("--out", default=os.path.join(ROOT, ".bench", "results.json"))
+    p.add_argument("--markdown", default=None, help="default: --out with .md")
+    args = p.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {sorted(unknown)}")
+    cfg = QUICK if args.quick else FULL
+    started = time.time()
+
+    if args.quick:
+        ours = venvs_mod.current()
+        envs = {"xray-autoinst": ours}
+    else:
+        log("preparing virtualenvs under .bench/venvs (cached)")
+        envs = {name: venvs_mod.ensure(name, log) for name in ("xray-autoinst", *PEERS)}
+        ours = envs["xray-autoinst"]
+    results = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": args.quick, "command": " ".join(["bench/run.py", *(argv or sys.argv[1:])]),
+            "machine": venvs_mod.interpreter_facts(), "settings": cfg,
+            "load_generator": "wrk" if shutil.which("wrk") else "bench/loadgen.py",
+            "taskset": bool(shutil.which("taskset")),
+        },
+        "versions": {name: v.versions() for name, v in envs.items()},
+        "sections": {},
+    }
+    sec = results["sections"]
+
+    def attempt(name, fn):
+        if name not in sections:
+            return
+        log(f"[{name}]")
+        t0 = time.time()
+        try:
+            sec[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other sections
+            import traceback
+
+            sec[name] = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+            log(f"  FAILED: {type(exc).__name__}: {exc}")
+        log(f"  ({time.time() - t0:.0f} s)")
+
+    attempt("startup", lambda: startup.run(envs, cfg["startup_runs"], log))
+    attempt("per_request", lambda: perrequest.run(envs, log=log, **cfg["request"]))
+    call_venvs = {"bare": ours, "xray": ours}
+    modes = ["bare", "xray"]
+    if not args.quick:
+        call_venvs["sdk"] = envs["aws-xray-sdk"]
+        modes.append("sdk")
+    attempt("per_call", lambda: percall.run(call_venvs, startup.launcher_environ(ours), modes,
+                                            log=log, **cfg["call"]))
+    attempt("emission", lambda: emission.run(ours, log=log, **cfg["emission"]))
+    for name in ("daemon", "outbound_http", "sql"):
+        attempt(name, lambda name=name: external.run(name, args.quick, log))
+    attempt("e2e", lambda: e2e.run(ours, log=log, **cfg["e2e"]))
+
+    results["targets"] = targets(sec)
+    results["meta"]["seconds"] = round(time.time() - started, 1)
+    text = render(results)
+    sys.stdout.write(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    md = args.markdown or os.path.splitext(args.out)[0] + ".md"
+    with open(md, "w") as f:
+        f.write(text)
+    log(f"wrote {args.out} and {md} ({results['meta']['seconds']:.0f} s)")
+    failed = [n for n, d in sec.items() if isinstance(d, dict) and (
+        "error" in d and n not in ("daemon", "outbound_http", "sql")
+        or d.get("returncode"))]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
