@@ -42,7 +42,7 @@ FULL = {
     "e2e": {"rounds": 3, "seconds": 10.0},
 }
 QUICK = {
-    "startup_runs": {"python -c pass": 5, "typical app start": 3},
+    "startup_runs": {"python -c pass": 5, "typical app start": 2},
     "request": {"rounds": 1, "batches": 3, "target_s": 0.005},
     "call": {"rounds": 1, "batches": 3, "target_s": 0.005},
     "emission": {"windows": 2, "window_s": 0.1},
@@ -290,7 +290,8 @@ def main(argv=None) -> int:
             log(f"  FAILED: {type(exc).__name__}: {exc}")
         log(f"  ({time.time() - t0:.0f} s)")
 
-    attempt("startup", lambda: startup.run(envs, cfg["startup_runs"], log))
+    attempt("startup", lambda: startup.run(envs, cfg["startup_runs"], log,
+                                           warmups=1 if args.quick else 2))
     attempt("per_request", lambda: perrequest.run(envs, log=log, **cfg["request"]))
     call_venvs = {"bare": ours, "xray": ours}
     modes = ["bare", "xray"]

@@ -119,8 +119,9 @@ def check(variant, code):
     return proc.stderr.strip()[-500:]
 
 
-def run(venvs: dict, runs: dict, log=print) -> dict:
-    """``runs``: scenario -> number of interleaved runs of every variant."""
+def run(venvs: dict, runs: dict, log=print, warmups: int = 2) -> dict:
+    """``runs``: scenario -> number of interleaved runs of every variant, after ``warmups``
+    checked runs of each."""
     daemon_port = closed_udp_port()
     vs = variants(venvs, daemon_port)
     results = {}
@@ -128,7 +129,7 @@ def run(venvs: dict, runs: dict, log=print) -> dict:
         n = runs[scenario]
         notes = {}
         for v in vs:
-            for _ in range(2):
+            for _ in range(warmups):
                 stderr = check(v, code)
             if stderr:
                 notes[v.name] = "stderr: " + stderr
