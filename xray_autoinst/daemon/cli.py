@@ -193,7 +193,7 @@ class _DaemonFormatter(logging.Formatter):
         return text
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     for handler in list(log.handlers):
         log.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
@@ -394,7 +394,7 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
         os.close(out)
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-        _setup_logging(logging.getLevelName(log.level).lower())
+        setup_logging(logging.getLevelName(log.level).lower())
         code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd)
     except BaseException:
         code = 1
@@ -410,7 +410,7 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
 def daemon_main(argv: list[str], environ=None) -> int:
     environ = os.environ if environ is None else environ
     args = daemon_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     store_for_files = _store_path(args, environ)
     if args.stop:
         return _stop(store_for_files, args.drain_timeout + 10)

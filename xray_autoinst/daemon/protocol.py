@@ -26,6 +26,8 @@ BAD_JSON = "bad_json"
 INVALID = "invalid"
 REJECT_REASONS = (EMPTY, NO_HEADER, BAD_HEADER, OVERSIZED, BAD_JSON, INVALID)
 
+_DECODER = json.JSONDecoder()  # json.loads(bytes) sniffs the encoding: slower at 20k docs/s
+
 
 @dataclass(frozen=True)
 class ListenAddresses:
@@ -196,8 +198,8 @@ def decode(data: bytes, received: float) -> tuple[str | None, tuple | None]:
     if reason is not None:
         return reason, None
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        doc = _DECODER.decode(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return BAD_JSON, None
     row = document_row(doc, body, received)
     if row is None:

@@ -1,14 +1,17 @@
 """The daemon at run time: UDP ingest, the store writer, the relay and the sampling proxy.
 
 Threads: one receives datagrams and only queues the raw bytes (so the socket is drained as fast
-as the kernel delivers); one decodes them and writes batches to the store in one transaction
-each, handing the documents to the forwarder; the forwarder sends to X-Ray; the proxy serves the
-TCP port. The main thread waits for SIGTERM/SIGINT and logs a summary line every minute.
+as the kernel delivers); one checks and decodes them, sends batches of store rows to the writer
+process (``writer.py``, which owns SQLite: decoding and writing each need about a core at 20 000
+documents a second) and hands the documents to the forwarder; the forwarder sends to X-Ray; the
+proxy serves the TCP port. The main thread waits for SIGTERM/SIGINT and logs a summary line
+every minute.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import ipaddress
 import logging
 import os
@@ -25,9 +28,8 @@ from xray_autoinst.daemon.local import SERVICE, format_addr
 log = logging.getLogger("xray_autoinst.daemon")
 
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024  # asked for; the kernel may give less
-MAX_BACKLOG_BYTES = 32 * 1024 * 1024  # datagrams received but not yet decoded
+MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # datagrams received but not yet decoded
 MAX_BATCH = 2000
-EVICT_EVERY = 1.0  # seconds between store bound checks
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Daemon:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
         self.started = time.time()
-        self.store = None
+        self.writer = None
         self.forwarder = None
         self.proxy = None
         self._receiver = threading.Thread(target=self._receive, name="xray-udp", daemon=True)
@@ -112,21 +114,19 @@ class Daemon:
         self.overload = 0
         self.out_bytes = 0
         self.rejected = dict.fromkeys(protocol.REJECT_REASONS, 0)
-        self.stored = 0
-        self.store_errors = 0
-        self.traces = 0
-        self.documents = 0
+        self.decoded = 0
         self._last_summary: dict = {}
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
         if s.store is not None:
-            from xray_autoinst.daemon.store import Store
+            from xray_autoinst.daemon.writer import WriterProcess
 
-            self.store = Store.open_writer(s.store, max_traces=s.max_traces, max_bytes=s.max_bytes)
-            self.traces = self.store.count_traces()
-            self.documents = self.store.count_documents()
+            self.writer = WriterProcess(
+                s.store, max_traces=s.max_traces, max_bytes=s.max_bytes,
+                log_level=logging.getLevelName(log.getEffectiveLevel()).lower(),
+            )
         rules = None
         if s.sampling_rules:
             from xray_autoinst.core.sampling import load_rules
@@ -164,6 +164,7 @@ class Daemon:
         self._ingestor.start()
         self._receiver.start()
         self.proxy.start()
+        gc.freeze()  # start-up objects: keep them out of the collections the decoder triggers
         self._log_start(rules is not None)
 
     def _log_start(self, local_rules: bool) -> None:
@@ -253,18 +254,9 @@ class Daemon:
         decode = protocol.decode
         rejected = self.rejected
         forwarding = self.forwarder is not None
-        next_evict = time.monotonic() + EVICT_EVERY
         finished = False
-        dirty = False
         while not finished:
-            try:
-                batch = [get(timeout=EVICT_EVERY)]
-            except queue.Empty:
-                if dirty and self.store is not None:
-                    next_evict = time.monotonic() + EVICT_EVERY
-                    self._evict()
-                    dirty = False
-                continue
+            batch = [get()]
             try:
                 while len(batch) < MAX_BATCH:
                     batch.append(get_nowait())
@@ -284,52 +276,29 @@ class Daemon:
                     continue
                 rows.append(row)
             self.out_bytes = out
-            if rows:
-                dirty = True
-                self._write(rows)
-                if forwarding:
-                    self.forwarder.submit_many([r[15].decode("utf-8", "replace") for r in rows])
-            if self.store is not None and (finished or time.monotonic() >= next_evict):
-                next_evict = time.monotonic() + EVICT_EVERY
-                self._evict()
-                dirty = False
-
-    def _write(self, rows: list[tuple]) -> None:
-        if self.store is None:
-            self.stored += len(rows)
-            return
-        try:
-            self.store.write(rows)
-        except Exception as exc:  # disk full, a locked or damaged file: keep running
-            self.store_errors += len(rows)
-            if self.store_errors == len(rows) or self.store_errors % 10000 < len(rows):
-                log.error("store: cannot write %d documents: %s", len(rows), exc)
-            return
-        self.stored += len(rows)
-
-    def _evict(self) -> None:
-        try:
-            dropped = self.store.evict()
-            self.traces = self.store.count_traces()
-            self.documents = self.store.count_documents()
-        except Exception as exc:
-            log.error("store: eviction failed: %s", exc)
-            return
-        if dropped:
-            log.debug("store: evicted %d oldest traces", dropped)
+            if not rows:
+                continue
+            self.decoded += len(rows)
+            if self.writer is not None:
+                self.writer.send(rows)
+            if forwarding:
+                self.forwarder.submit_many([r[15].decode("utf-8", "replace") for r in rows])
 
     # -- status and summary ----------------------------------------------------------------
     def counters(self) -> dict:
+        w = self.writer.counters if self.writer is not None else {}
         out = {
             "received": self.received,
             "dropped": sum(self.rejected.values()) + self.overload,
             "overload": self.overload,
             **self.rejected,
-            "stored": self.stored,
-            "store_errors": self.store_errors,
-            "traces": self.traces,
-            "documents": self.documents,
-            "evicted": self.store.evicted if self.store is not None else 0,
+            "decoded": self.decoded,
+            "stored": w.get("stored", 0),
+            "store_errors": w.get("store_errors", 0),
+            "store_pending": self.writer.pending() if self.writer is not None else 0,
+            "traces": w.get("traces", 0),
+            "documents": w.get("documents", 0),
+            "evicted": w.get("evicted", 0),
             "backlog_bytes": max(0, self.in_bytes - self.out_bytes),
             "sampling_requests": self.proxy.requests if self.proxy is not None else 0,
         }
@@ -385,7 +354,7 @@ class Daemon:
             self.forwarder.reset_log_budget()
         else:
             parts.append("forwarded 0 (not forwarding)")
-        if self.store is not None:
+        if self.writer is not None:
             parts.append(f"store {now['traces']} traces")
         head = "totals" if final else f"last {self.settings.summary_interval:g}s"
         return f"{head}: " + ", ".join(parts)
@@ -437,11 +406,8 @@ class Daemon:
             self._ingestor.join(self.settings.drain_timeout + 30)
         if self.forwarder is not None:
             self.forwarder.stop(self.settings.drain_timeout)
-        if self.store is not None:
-            try:
-                self.store.close()
-            except Exception as exc:
-                log.error("store: close failed: %s", exc)
+        if self.writer is not None:
+            self.writer.close(self.settings.drain_timeout + 30)
         self._last_summary = {}
         log.info("stopped; %s", self.summary_line(final=True))
         self._last_summary = totals
