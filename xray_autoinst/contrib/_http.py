@@ -69,6 +69,9 @@ def fail(what: str) -> None:
         raise
 
 
+_LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "localhost.localdomain"))
+
+
 def mark_internal(conn) -> None:
     """Mark an HTTP connection as the agent's own: it is never recorded nor given a header."""
     conn.__dict__[INTERNAL] = True
@@ -80,7 +83,10 @@ def is_agent_traffic(conn, tracer) -> bool:
     if getattr(threading.current_thread(), INTERNAL, False):
         return True
     host, port = tracer.config.tcp_address
-    return conn.port == port and conn.host == host
+    if conn.port != port:
+        return False
+    target = conn.host
+    return target == host or (target in _LOOPBACK and host in _LOOPBACK)
 
 
 # -- names and URLs ------------------------------------------------------------------------------
