@@ -74,15 +74,20 @@ class Tracer:
             return False
 
     # -- segments ------------------------------------------------------------------------------
-    def begin_segment(self, name=None, hdr=None, host=None, method=None, path=None):
+    def begin_segment(self, name=None, hdr=None, host=None, method=None, path=None,
+                      sampled=None):
         """Open a segment for an incoming request and make it current.
 
-        ``hdr`` is a parsed TraceHeader or None. Returns (entity, token, echo) where echo is the
-        response header value (always set, so callers can return it)."""
+        ``hdr`` is a parsed TraceHeader or None. ``sampled`` (True/False) is a decision already
+        made for this segment (the aws-xray-sdk bridge hands over one its middleware obtained
+        from the agent's sampler): it wins over the header and the sampler. Returns
+        (entity, token)."""
         if hdr is not None:
             trace_id = hdr.root
             decision = hdr.sampled if self.trust_header else None
-            if decision == "1":
+            if sampled is not None:
+                sampled = bool(sampled)
+            elif decision == "1":
                 sampled = True
             elif decision == "0":
                 sampled = False
@@ -92,7 +97,10 @@ class Tracer:
             lineage = hdr.lineage
         else:
             trace_id = ids.trace_id()
-            sampled = self.should_sample(host, method, path)
+            if sampled is None:
+                sampled = self.should_sample(host, method, path)
+            else:
+                sampled = bool(sampled)
             parent_id = None
             lineage = None
         if sampled:
