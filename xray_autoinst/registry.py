@@ -26,4 +26,8 @@ INTEGRATIONS = {
     "psycopg2": (
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
+    # applications already using aws-xray-sdk: its recorder records into the agent's trace
+    "aws_xray_sdk": (
+        ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
+    ),
 }
