@@ -106,7 +106,29 @@ def assemble(documents: list[dict]) -> dict:
         if len(left) == len(pending):
             break
         pending = left
-    orphans = pending
+    # Subsegments whose parent never arrived: keep the chains among them together.
+    orphan_ids = {o.get("id") for o in pending if isinstance(o.get("id"), str)}
+    orphans = []
+    by_id = {o.get("id"): o for o in pending}
+
+    def loops(sub: dict) -> bool:
+        seen, current = 0, sub.get("parent_id")
+        while current in orphan_ids and seen <= len(pending):
+            if current == sub.get("id"):
+                return True
+            current = by_id[current].get("parent_id")
+            seen += 1
+        return False
+
+    for sub in pending:
+        parent = sub.get("parent_id")
+        if parent in orphan_ids and not loops(sub):
+            holder = by_id[parent]
+            if not isinstance(holder.get("subsegments"), list):
+                holder["subsegments"] = []
+            holder["subsegments"].append(sub)
+        else:
+            orphans.append(sub)
 
     for seg in segments + orphans:
         for entity, _ in walk(seg):
