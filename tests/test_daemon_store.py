@@ -189,7 +189,7 @@ def test_reader_sees_writes_while_the_writer_is_open(tmp_path):
 
 def test_write_batch_is_atomic(store):
     good = rows(doc(tid(1), "1" * 16, T0, T0 + 1))[0]
-    bad = good[:6] + (None,) + good[7:]  # start_time NOT NULL
+    bad = good[:3] + (None,) + good[4:]  # kind is NOT NULL
     with pytest.raises(sqlite3.IntegrityError):
         store.write([good, bad])
     assert store.count_documents() == 0
