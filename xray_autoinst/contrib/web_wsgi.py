@@ -8,8 +8,6 @@ parse, a sampling decision and a context switch: no document is built.
 
 from __future__ import annotations
 
-
-
 from .. import log as _log
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
@@ -94,11 +92,15 @@ class XRayMiddleware:
         def _start_response(status, headers, exc_info=None):
             try:
                 state[0] = status
-                if sampled:
-                    for k, v in headers:
-                        if k.lower() == "content-length":
-                            state[1] = v
-                            break
+                own = False
+                for k, v in headers:
+                    k = k.lower()
+                    if k == "content-length":
+                        state[1] = v
+                    elif k == "x-amzn-trace-id":
+                        own = True
+                if own:  # set by the application (aws-xray-sdk's middleware): ours replaces it
+                    headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
                 headers.append(("X-Amzn-Trace-Id", echo))
             except Exception:  # noqa: BLE001
                 _fail("start_response")
