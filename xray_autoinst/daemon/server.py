@@ -219,6 +219,10 @@ class Daemon:
                     time.sleep(0.01)
                 continue
             if self._stopping:
+                if data:  # a document that came in just before the wake-up datagram
+                    self.received = received = received + 1
+                    self.in_bytes = in_bytes = in_bytes + len(data)
+                    put(data)
                 self._drain_socket(put)
                 break
             received += 1
