@@ -77,10 +77,6 @@ def get_image(index: int) -> tuple[bytes, str]:
     return body, media_type
 
 
-_client = None
-_client_lock = threading.Lock()
-
-
 def get_images(count: int) -> list[tuple[bytes, str]]:
     """``count`` pictures, fetched concurrently; the first failure is raised."""
     results: list = [None] * count
@@ -100,6 +96,10 @@ def get_images(count: int) -> list[tuple[bytes, str]]:
         if isinstance(result, UpstreamError):
             raise result
     return results
+
+
+_client = None
+_client_lock = threading.Lock()
 
 
 def rekognition():
