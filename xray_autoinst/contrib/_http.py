@@ -36,11 +36,14 @@ import time
 from .. import config as _config
 from .. import log as _log
 from ..core import tracer as _tracer_mod
-from ..core.entities import Subsegment
-from ..core.urls import clean_url
+from ..core.entities import Subsegment, clip
+from ..core.urls import clean_url, redact_query
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _TRACE_HEADER_LINE = b"x-amzn-trace-id:"
+_TRACE_HEADER_PREFIX = b"X-Amzn-Trace-Id: "
+_STATE = "_HTTPConnection__state"  # http.client's request state, name-mangled
+_REQ_STARTED = "Request-started"  # http.client._CS_REQ_STARTED: putheader is allowed
 SUB = "_xray_autoinst_sub"  # the open exchange subsegment, on the connection
 PHASES = "_xray_autoinst_phases"  # phases of a connect that preceded its exchange
 INTERNAL = "_xray_autoinst_internal"  # on a thread or a connection: the agent's own traffic
@@ -77,16 +80,18 @@ def mark_internal(conn) -> None:
     conn.__dict__[INTERNAL] = True
 
 
-def is_agent_traffic(conn, tracer) -> bool:
+def is_agent_traffic(conn, tracer, cur=None) -> bool:
+    """The daemon's address (its sampling proxy), a connection marked with mark_internal,
+    work under ``internal``, or (outside any request) a thread the agent flags as its own."""
+    host, port = tracer.config.tcp_address
+    if conn.port == port:
+        target = conn.host
+        if target == host or (target in _LOOPBACK and host in _LOOPBACK):
+            return True
     if conn.__dict__.get(INTERNAL) or internal.get():
         return True
-    if getattr(threading.current_thread(), INTERNAL, False):
-        return True
-    host, port = tracer.config.tcp_address
-    if conn.port != port:
-        return False
-    target = conn.host
-    return target == host or (target in _LOOPBACK and host in _LOOPBACK)
+    # the agent's threads never carry a request's context (ctx_threading leaves them alone)
+    return cur is None and getattr(threading.current_thread(), INTERNAL, False)
 
 
 # -- names and URLs ------------------------------------------------------------------------------
@@ -120,22 +125,47 @@ def _hostport_of(url: str):
     return scheme.lower(), host
 
 
-def _target(conn, path):
-    """(host, url) of the request ``path`` sent on ``conn``."""
-    if path[:7].lower() == "http://" or path[:8].lower() == "https://":
-        _scheme, host = _hostport_of(path)
-        return host, path
-    host = conn.__dict__.get("_tunnel_host") or conn.host
-    port = conn.__dict__.get("_tunnel_port") or conn.port
+_ORIGIN = "_xray_autoinst_origin"  # (tunnel host, name, "scheme://host[:port]"), cached
+
+
+def _origin(conn):
+    """(subsegment name, ``scheme://host[:port]``) of the server behind ``conn``."""
+    d = conn.__dict__
+    tunnel = d.get("_tunnel_host")
+    cached = d.get(_ORIGIN)
+    if cached is not None and cached[0] == tunnel:
+        return cached[1], cached[2]
+    host = tunnel or conn.host
+    port = (d.get("_tunnel_port") if tunnel else None) or conn.port
     if "@" in host:  # never keep userinfo, even one smuggled into the host
         host = host[host.rfind("@") + 1 :]
-    scheme = "https" if conn.default_port == 443 else "http"
-    shown = "[" + host + "]" if ":" in host else host
-    if port and port != conn.default_port:
-        shown += ":%d" % port
-    if not path.startswith("/"):
-        path = "/" + path
-    return host, scheme + "://" + shown + path
+    default = conn.default_port
+    origin = ("https://" if default == 443 else "http://") + (
+        "[" + host + "]" if ":" in host else host)
+    if port and port != default:
+        origin += ":%d" % port
+    name = _name(host)
+    d[_ORIGIN] = (tunnel, name, origin)
+    return name, origin
+
+
+def _target(conn, path, secret_keys):
+    """(subsegment name, recorded URL) of the request ``path`` sent on ``conn``: no userinfo,
+    secret query values redacted, no fragment, at most 250 characters."""
+    if path[:1] == "/":
+        name, origin = _origin(conn)
+        cut = path.find("#")
+        if cut >= 0:
+            path = path[:cut]
+        q = path.find("?")
+        if q >= 0:
+            path = path[: q + 1] + redact_query(path[q + 1 :], secret_keys)
+        url = origin + path
+        return name, url if len(url) <= 250 else clip(url)
+    if path[:7].lower() == "http://" or path[:8].lower() == "https://":  # to a forward proxy
+        return _name(_hostport_of(path)[1]), clean_url(path, secret_keys)
+    name, origin = _origin(conn)  # "*" (OPTIONS) or a path without its slash
+    return name, clean_url(origin + "/" + path, secret_keys)
 
 
 # -- the exchange ------------------------------------------------------------------------------
@@ -159,21 +189,18 @@ def begin_exchange(conn, method, path, start) -> None:
         if pending is not None and pending.entity is cur:
             attach_phases(tracer, cur, pending, None)
         return
-    if is_agent_traffic(conn, tracer):
+    if is_agent_traffic(conn, tracer, cur):
         return
     if not isinstance(path, str):
         path = path.decode("latin-1") if isinstance(path, (bytes, bytearray)) else str(path)
-    host, url = _target(conn, path)
-    sub = tracer.begin_subsegment(_name(host), "remote")
+    name, url = _target(conn, path, tracer.config.redact_query_params)
+    sub = tracer.begin_subsegment(name, "remote")
     if sub is None:
         return
     _current.set(cur)  # the exchange is never the current entity
     if not isinstance(method, str):
         method = str(method)
-    sub.http = {
-        "request": {"method": method[:250],
-                    "url": clean_url(url, tracer.config.redact_query_params)}
-    }
+    sub.http = {"request": {"method": method[:250], "url": url}}
     if pending is not None and pending.entity is cur:
         sub.start_time = pending.start
         attach_phases(tracer, sub, pending, None)
@@ -188,20 +215,26 @@ def inject_header(conn) -> None:
     tracer = get_tracer()
     if not tracer.enabled:
         return
-    sub = conn.__dict__.get(SUB)
+    d = conn.__dict__
+    sub = d.get(SUB)
     if sub is None:
-        if _current.get() is None or is_agent_traffic(conn, tracer):
+        cur = _current.get()
+        if cur is None or is_agent_traffic(conn, tracer, cur):
             return
         value = tracer.outgoing_header(None)  # unsampled (Sampled=0) or inside an AWS call
     else:
         value = tracer.outgoing_header(sub)
     if value is None:
         return
-    buf = getattr(conn, "_buffer", None)
-    if buf:
+    buf = d.get("_buffer")
+    if buf is not None:
         for line in buf:
             if line[:16].lower() == _TRACE_HEADER_LINE:
                 return
+        if d.get(_STATE) == _REQ_STARTED:
+            # what putheader would append; the value is ASCII by construction
+            buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
+            return
     conn.putheader(TRACE_HEADER, value)
 
 
@@ -286,7 +319,7 @@ def connect_begin(conn, tls):
                 return None
         elif not cur.sampled:
             return None
-    if is_agent_traffic(conn, tracer):
+    if is_agent_traffic(conn, tracer, cur):
         return None
     rec = _Phases(conn, cur, tls)
     return rec, _recording.set(rec)
@@ -321,13 +354,13 @@ def connect_end(conn, started, exc=None) -> None:
         conn.__dict__[PHASES] = rec  # for the exchange about to begin on this connection
         return
     # a connect that failed before any request was written: that attempt is an exchange
-    host, url = _target(conn, "/")
-    failed = tracer.begin_subsegment(_name(host), "remote")
+    name, url = _target(conn, "/", ())
+    failed = tracer.begin_subsegment(name, "remote")
     if failed is None:
         return
     _current.set(cur)
     failed.start_time = rec.start
-    failed.http = {"request": {"url": clean_url(url, tracer.config.redact_query_params)}}
+    failed.http = {"request": {"url": url}}
     attach_phases(tracer, failed, rec, exc)
     record_exception(failed, exc)
     tracer.end_subsegment(failed, end_time=rec.end)

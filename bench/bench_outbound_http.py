@@ -1,0 +1,261 @@
+"""Per-call overhead of the outbound HTTP and botocore integrations, against the bare call.
+
+    .venv/bin/python bench/bench_outbound_http.py            # full run (about a minute)
+    .venv/bin/python bench/bench_outbound_http.py --quick    # a few seconds
+    .venv/bin/python bench/bench_outbound_http.py --out .bench/outbound_http.json
+
+Cases, each measured in this process with the integrations unpatched ("bare"), patched with no
+request open ("patched, no trace"), and patched inside a sampled segment ("traced", one
+subsegment recorded per call):
+
+- http.client keep-alive: ``request`` + ``getresponse`` + ``read`` on one connection to a
+  loopback server in another process that answers a fixed response (no Python HTTP parsing on
+  the server side, so the client dominates);
+- http.client new connection: the same with a new connection per call (connect, dns, dial
+  recorded);
+- botocore -> loopback stub: ``dynamodb.get_item`` answered by the same kind of fixed responder;
+- botocore -> moto: ``dynamodb.get_item`` against a moto server process.
+
+Variants run interleaved in rounds (bare, patched, traced, rotated) so drift hits all alike;
+each figure is the median over rounds of a batch's mean per-call time, and the overhead is the
+median of the per-round differences. The emitter is a null one: encoding and sending happen on
+the agent's background thread in production, off the request path, and are measured by the
+emission benchmark (bench/run.py). Nothing here is a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+RESPONDER = r"""
+import socket, sys, threading
+BODY = sys.argv[1].encode()
+RESP = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        b"x-amzn-RequestId: bench-request\r\nContent-Length: %d\r\n\r\n" % len(BODY)) + BODY
+
+def serve(c):
+    buf = b""
+    with c:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            while len(buf) < length:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            buf = buf[length:]
+            c.sendall(RESP)
+
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(512)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+ITEM = '{"Item": {"id": {"S": "1"}}}'
+
+
+class NullEmitter:
+    def submit(self, entity):
+        pass
+
+    def send_document(self, doc):
+        return True
+
+    def flush(self, timeout=0):
+        pass
+
+
+def start_responder(body):
+    proc = subprocess.Popen([sys.executable, "-c", RESPONDER, body], stdout=subprocess.PIPE,
+                            text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def start_moto():
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_http_servers import start_moto as start
+
+    return start()
+
+
+# -- the integrations, switched between variants -----------------------------------------------
+def patch_all(on):
+    from xray_autoinst.contrib import aws_botocore, http_client, http_urllib3
+
+    for mod in (http_client, http_urllib3, aws_botocore):
+        mod.patch() if on else mod.unpatch()
+
+
+def install_tracer():
+    from xray_autoinst import config
+    from xray_autoinst.core import tracer as tracer_mod
+
+    return tracer_mod.install(config.from_env({
+        "XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}',
+        "XRAY_SERVICE_NAME": "bench",
+    }), emitter=NullEmitter())
+
+
+def batch(call, n, tracer=None):
+    """Mean (wall, thread CPU) seconds per call over ``n`` calls (inside one sampled segment
+    when tracer)."""
+    if tracer is not None:
+        seg, token = tracer.begin_segment("bench")
+    c0 = time.thread_time()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    elapsed = time.perf_counter() - t0
+    cpu = time.thread_time() - c0
+    if tracer is not None:
+        tracer.end_segment(seg, token)
+    return elapsed / n, cpu / n
+
+
+VARIANTS = ("bare", "patched, no trace", "traced")
+
+
+def measure(name, call, n, rounds, tracer, warmup=20):
+    samples = {v: [] for v in VARIANTS}
+    for v in VARIANTS:  # warm every path once
+        patch_all(v != "bare")
+        batch(call, warmup, tracer if v == "traced" else None)
+    for r in range(rounds):
+        order = VARIANTS[r % 3:] + VARIANTS[: r % 3]
+        for v in order:
+            patch_all(v != "bare")
+            samples[v].append(batch(call, n, tracer if v == "traced" else None))
+    patch_all(False)
+    row = {"case": name, "calls_per_batch": n, "rounds": rounds}
+    for i, clock in enumerate(("wall", "cpu")):
+        bare = [s[i] for s in samples["bare"]]
+        for v in VARIANTS:
+            mine = [s[i] for s in samples[v]]
+            entry = row.setdefault(v, {})
+            entry[clock + "_us"] = statistics.median(mine) * 1e6
+            if v != "bare":
+                entry[clock + "_overhead_us"] = statistics.median(
+                    [(a - b) * 1e6 for a, b in zip(mine, bare, strict=True)])
+                entry[clock + "_ratio"] = statistics.median(mine) / statistics.median(bare)
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few seconds, for a smoke run")
+    p.add_argument("--out", help="also write the results as JSON here")
+    p.add_argument("--no-moto", action="store_true", help="skip the moto case")
+    args = p.parse_args(argv)
+    rounds = 5 if args.quick else 21
+    scale = 0.2 if args.quick else 1.0
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+    import http.client
+
+    import boto3
+
+    tracer = install_tracer()
+    procs = []
+    rows = []
+    try:
+        responder, port = start_responder(ITEM)
+        procs.append(responder)
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def keep_alive():
+            conn.request("GET", "/items/1?page=2")
+            conn.getresponse().read()
+
+        def new_connection():
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/items/1")
+            c.getresponse().read()
+            c.close()
+
+        stub = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}")
+
+        def botocore_stub():
+            stub.get_item(TableName="orders", Key={"id": {"S": "1"}})
+
+        cases = [
+            ("http.client keep-alive", keep_alive, int(2000 * scale)),
+            ("http.client new connection", new_connection, int(500 * scale)),
+            ("botocore -> loopback stub", botocore_stub, int(300 * scale)),
+        ]
+        if not args.no_moto:
+            moto, moto_port = start_moto()
+            procs.append(moto)
+            ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{moto_port}")
+            ddb.create_table(
+                TableName="orders", BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+            ddb.put_item(TableName="orders", Item={"id": {"S": "1"}})
+
+            def botocore_moto():
+                ddb.get_item(TableName="orders", Key={"id": {"S": "1"}})
+
+            cases.append(("botocore -> moto", botocore_moto, int(100 * scale)))
+        for name, call, n in cases:
+            rows.append(measure(name, call, max(n, 10), rounds, tracer))
+            print(f"  measured {name}", file=sys.stderr, flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+    head = ("case", "clock", "bare µs", "patched, no trace µs", "overhead µs", "traced µs",
+            "overhead µs", "ratio traced/bare")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        untraced, traced = r["patched, no trace"], r["traced"]
+        for clock in ("wall", "cpu"):
+            lines.append("| %s | %s | %.1f | %.1f | %+.2f | %.1f | %+.2f | %.3f |" % (
+                r["case"], "wall" if clock == "wall" else "thread CPU",
+                r["bare"][clock + "_us"], untraced[clock + "_us"],
+                untraced[clock + "_overhead_us"], traced[clock + "_us"],
+                traced[clock + "_overhead_us"], traced[clock + "_ratio"]))
+    print(f"Outbound HTTP and botocore, per call: medians of {rounds} interleaved rounds, "
+          f"overhead = median of per-round differences against bare; wall clock and the "
+          f"calling thread's CPU time (less sensitive to other load on the machine). "
+          f"Python {sys.version.split()[0]}{', --quick' if args.quick else ''}.\n")
+    print("\n".join(lines))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"rounds": rounds, "quick": args.quick, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
