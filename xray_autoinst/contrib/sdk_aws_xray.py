@@ -34,6 +34,7 @@ import contextvars
 import json
 import math
 import os
+import sys
 import threading
 import weakref
 
@@ -987,6 +988,10 @@ def patch():
                   "this aws-xray-sdk version has no patcher._patch_module: its patch_all() "
                   "may record calls the agent records too")
     recorder._xray_autoinst_patched = True
+    core = sys.modules.get("aws_xray_sdk.core")
+    existing = getattr(core, "xray_recorder", None)  # made before this patch ran
+    if isinstance(existing, cls):
+        _adopt(existing)
 
 
 def unpatch():
