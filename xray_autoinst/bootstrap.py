@@ -8,7 +8,7 @@ import sys
 from . import config as _config
 from . import importhook
 from . import log as _log
-from .registry import INTEGRATIONS
+from .registry import APPEARING, INTEGRATIONS
 
 # integration name -> "patched" | "failed: ..." | "disabled"
 status = {}
@@ -37,7 +37,10 @@ def start(environ=None):
             status[name] = "disabled"
             continue
         for target in targets:
-            importhook.when_imported(target, _on_import(name))
+            if target in APPEARING:
+                importhook.when_appears(target, _on_import(name))
+            else:
+                importhook.when_imported(target, _on_import(name))
     return cfg
 
 
@@ -48,9 +51,31 @@ def _on_import(name):
     return hook
 
 
+_applying = []  # patchers running now; hooks firing meanwhile wait (our own imports)
+_deferred = []
+
+
 def apply(name):
     """Run an integration's patcher through the one guard: an exception is logged once and
-    the integration marked failed; the application's import goes on as without the agent."""
+    the integration marked failed; the application's import goes on as without the agent.
+
+    A hook that fires while another patcher runs (a patcher's own imports, e.g. ``threading``
+    imported by the tracer) is deferred until that patcher has finished, so a patcher never
+    sees the agent's modules half-initialized."""
+    if _applying:
+        if name not in _deferred:
+            _deferred.append(name)
+        return
+    _applying.append(name)
+    try:
+        _apply(name)
+    finally:
+        _applying.pop()
+    while _deferred:
+        apply(_deferred.pop(0))
+
+
+def _apply(name):
     if status.get(name) in ("patched", "disabled") or str(status.get(name, "")).startswith(
         "failed"
     ):

@@ -10,6 +10,27 @@ import sys
 
 _hooks = {}  # module name -> [callback(module)]
 _finding = set()
+# Modules that appear in sys.modules without going through the import system (uWSGI's embedded
+# ``uwsgi`` module, created by its C plugin): their hooks run at the next import after they do.
+_appearing = {}
+
+
+def when_appears(name, callback):
+    """Run ``callback(module)`` once ``name`` is in sys.modules, checked at each import."""
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+        return
+    _appearing.setdefault(name, []).append(callback)
+    install()
+
+
+def _check_appeared():
+    for name in list(_appearing):
+        module = sys.modules.get(name)
+        if module is not None:
+            for callback in _appearing.pop(name, ()):
+                callback(module)
 
 
 def when_imported(name, callback):
@@ -58,6 +79,8 @@ class Finder:
     _xray_autoinst_finder = True
 
     def find_spec(self, fullname, path=None, target=None):
+        if _appearing:
+            _check_appeared()
         if fullname not in _hooks or fullname in _finding:
             return None
         _finding.add(fullname)

@@ -13,6 +13,8 @@ INTEGRATIONS = {
     "waitress": (("waitress.server",), "xray_autoinst.contrib.web_waitress", "waitress"),
     "werkzeug": (("werkzeug.serving",), "xray_autoinst.contrib.web_werkzeug", "werkzeug"),
     "flask": (("flask",), "xray_autoinst.contrib.web_flask", "flask"),
+    # uWSGI has no Python loader to hook: its embedded module appears, then the app is wrapped
+    "uwsgi": (("uwsgi",), "xray_autoinst.contrib.web_uwsgi", "uwsgi"),
     # context follows the work into threads
     "threading": (("threading",), "xray_autoinst.contrib.ctx_threading", None),
     "futures": (("concurrent.futures.thread",), "xray_autoinst.contrib.ctx_futures", None),
@@ -31,3 +33,6 @@ INTEGRATIONS = {
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
     ),
 }
+
+# target modules created by a host program rather than imported (hooks run once they appear)
+APPEARING = frozenset({"uwsgi"})

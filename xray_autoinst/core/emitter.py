@@ -47,6 +47,8 @@ class Emitter:
         if self._family is not None:
             self._addr = (self.host, self.port)
         self._lock = threading.Lock()
+        # send inline, from the request's thread (uWSGI without threads: no thread would run)
+        self.synchronous = False
         self._init_process()
 
     # -- per process state -------------------------------------------------------------------
@@ -80,6 +82,9 @@ class Emitter:
     def submit(self, entity) -> None:
         if self._pid != os.getpid():
             self._init_process()
+        if self.synchronous:
+            self._drain(collections.deque((entity,)))
+            return
         q = self._queue
         if len(q) >= QUEUE_MAX:
             self.dropped += 1
