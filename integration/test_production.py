@@ -8,7 +8,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from xray_testing import (
-    BIN, ROOT, agent_env, free_port, http_get, stop, validate, wait_http, xray_run,
+    BIN,
+    ROOT,
+    agent_env,
+    free_port,
+    http_get,
+    stop,
+    validate,
+    wait_http,
+    xray_run,
 )
 
 APPS = ROOT / "integration" / "apps"

@@ -6,8 +6,17 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from xray_testing import BIN, ROOT, agent_env, free_port, http_get, stop, validate, wait_http, \
-    xray_run
+from xray_testing import (
+    BIN,
+    ROOT,
+    agent_env,
+    free_port,
+    http_get,
+    stop,
+    validate,
+    wait_http,
+    xray_run,
+)
 
 APPS = ROOT / "integration" / "apps"
 UWSGI = BIN / "uwsgi"

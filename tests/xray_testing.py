@@ -67,7 +67,7 @@ class FakeDaemon:
         while not self._stop:
             try:
                 data = self.sock.recv(70000)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -27,8 +27,9 @@ _dumps = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, check_circular=False, default=repr
 ).encode
 
-AWS_XRAY = ',"aws":{"xray":{"sdk":"xray-autoinst","sdk_version":%s,"auto_instrumentation":true}}' % (
-    _q(__version__)
+AWS_XRAY = (
+    ',"aws":{"xray":{"sdk":"xray-autoinst","sdk_version":%s,"auto_instrumentation":true}}'
+    % _q(__version__)
 )
 
 

@@ -35,7 +35,7 @@ class Rule:
         pats = self._match
         if pats is None:
             return True
-        for pat, value in zip(pats, (host, method, path)):
+        for pat, value in zip(pats, (host, method, path), strict=True):
             if pat is not None and not pat.match(value or ""):
                 return False
         return True
@@ -144,7 +144,9 @@ def parse_rules(text: str) -> LocalRules:
             raise ValueError(f"{where} must be an object")
         other = "service_name" if version == 2 else "host"
         if other in r:
-            raise ValueError(f"{where}: {other!r} is not a version {version} field; use {host_key!r}")
+            raise ValueError(
+                f"{where}: {other!r} is not a version {version} field; use {host_key!r}"
+            )
         rules.append(
             Rule(
                 _number(r, "fixed_target", where, integer=True, lo=0),
