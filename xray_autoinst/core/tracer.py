@@ -189,8 +189,9 @@ class Tracer:
         if mode == "ignore":
             return None
         if mode == "log":
+            # WARNING: the level a user who chose "log" sees by default (XRAY_LOG_LEVEL=warning)
             _log.limited(
-                "context-missing", _log.INFO,
+                "context-missing", _log.WARNING,
                 "a traced call (%s) was made outside any request: not recorded "
                 "(XRAY_CONTEXT_MISSING=call or process records such calls)", name,
             )
@@ -230,6 +231,10 @@ class Tracer:
     def shutdown(self, timeout: float = 2.0) -> None:
         """Send what is left: the process segment, open segments as in_progress, the queue."""
         try:
+            # calls made after this point (atexit handlers registered before ours) could not
+            # be sent: a new process segment would stay in_progress for ever
+            if self.context_missing in ("call", "process"):
+                self.context_missing = "ignore"
             seg = self.process_segment
             if seg is not None:
                 self.process_segment = None
@@ -282,16 +287,22 @@ def get_tracer() -> Tracer:
     return tracer
 
 
-def _after_fork_in_child():
-    if _configured:
-        try:
+def after_fork_in_child():
+    """Everything a new process needs: fresh ids, its own emitter state, no inherited entity.
+    Run by ``os.register_at_fork`` and by the uWSGI integration's post-fork hook."""
+    from . import emitter as _emitter
+
+    try:
+        ids.reseed()
+        _emitter.after_fork_in_child()
+        if _configured:
             tracer.after_fork()
-        except Exception:  # noqa: BLE001
-            pass
+    except Exception:  # noqa: BLE001
+        pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def install(cfg: _config.Config, emitter=None) -> Tracer:
