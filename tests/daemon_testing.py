@@ -121,8 +121,12 @@ class Daemon:
             self.sock.sendto(data, ("127.0.0.1", self.port))
 
     def wait_counter(self, key: str, value: int, timeout: float = 15.0) -> dict:
-        return wait_until(lambda: (c := self.counters()).get(key, 0) >= value and c,
-                          timeout=timeout, what=f"{key} >= {value}")
+        try:
+            return wait_until(lambda: (c := self.counters()).get(key, 0) >= value and c,
+                              timeout=timeout, what=f"{key} >= {value}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; counters {self.counters()}; log:\n{self.log()}"
+                                 ) from None
 
     def settled(self, received: int, timeout: float = 15.0) -> dict:
         """Wait until ``received`` datagrams arrived and each was stored or dropped."""
