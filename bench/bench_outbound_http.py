@@ -4,10 +4,13 @@
     .venv/bin/python bench/bench_outbound_http.py --quick    # a few seconds
     .venv/bin/python bench/bench_outbound_http.py --out .bench/outbound_http.json
 
-Cases, each measured in this process with the integrations unpatched ("bare"), patched with no
-request open ("patched, no trace"), and patched inside a sampled segment ("traced", one
-subsegment recorded per call):
+Cases (the first isolates the client's CPU: no network, no server), each measured in this
+process with the integrations unpatched ("bare"), patched with no request open ("patched, no
+trace"), and patched inside sampled segments of 10 calls each ("traced": one subsegment per
+call, the segment's own cost included):
 
+- http.client, in-memory socket: ``request`` + ``getresponse`` + ``read`` on a connection whose
+  socket is a stand-in answering a canned response;
 - http.client keep-alive: ``request`` + ``getresponse`` + ``read`` on one connection to a
   loopback server in another process that answers a fixed response (no Python HTTP parsing on
   the server side, so the client dominates);
@@ -26,6 +29,7 @@ emission benchmark (bench/run.py). Nothing here is a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -77,6 +81,24 @@ while True:
 """
 
 ITEM = '{"Item": {"id": {"S": "1"}}}'
+CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+class CannedSocket:
+    """A connected socket that swallows the request and answers a fixed response: the
+    http.client exchange with no network at all, so only client-side CPU is measured."""
+
+    def sendall(self, data):
+        pass
+
+    def makefile(self, mode):
+        return io.BytesIO(CANNED)
+
+    def settimeout(self, timeout):
+        pass
+
+    def close(self):
+        pass
 
 
 class NullEmitter:
@@ -121,19 +143,26 @@ def install_tracer():
     }), emitter=NullEmitter())
 
 
+PER_SEGMENT = 10  # calls per request segment in the traced variant
+
+
 def batch(call, n, tracer=None):
-    """Mean (wall, thread CPU) seconds per call over ``n`` calls (inside one sampled segment
-    when tracer)."""
-    if tracer is not None:
-        seg, token = tracer.begin_segment("bench")
+    """Mean (wall, thread CPU) seconds per call over ``n`` calls; traced: in sampled segments
+    of PER_SEGMENT calls each, as a request making a few calls (segment cost included)."""
     c0 = time.thread_time()
     t0 = time.perf_counter()
-    for _ in range(n):
-        call()
+    if tracer is None:
+        for _ in range(n):
+            call()
+    else:
+        begin, end = tracer.begin_segment, tracer.end_segment
+        for _ in range(0, n, PER_SEGMENT):
+            seg, token = begin("bench")
+            for _ in range(PER_SEGMENT):
+                call()
+            end(seg, token)
     elapsed = time.perf_counter() - t0
     cpu = time.thread_time() - c0
-    if tracer is not None:
-        tracer.end_segment(seg, token)
     return elapsed / n, cpu / n
 
 
@@ -144,7 +173,7 @@ def measure(name, call, n, rounds, tracer, warmup=20):
     samples = {v: [] for v in VARIANTS}
     for v in VARIANTS:  # warm every path once
         patch_all(v != "bare")
-        batch(call, warmup, tracer if v == "traced" else None)
+        batch(call, max(warmup, PER_SEGMENT), tracer if v == "traced" else None)
     for r in range(rounds):
         order = VARIANTS[r % 3:] + VARIANTS[: r % 3]
         for v in order:
@@ -190,6 +219,13 @@ def main(argv=None):
         responder, port = start_responder(ITEM)
         procs.append(responder)
 
+        canned = http.client.HTTPConnection("127.0.0.1", 8080)
+        canned.sock = CannedSocket()
+
+        def in_memory():
+            canned.request("GET", "/items/1?page=2")
+            canned.getresponse().read()
+
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
         def keep_alive():
@@ -208,6 +244,7 @@ def main(argv=None):
             stub.get_item(TableName="orders", Key={"id": {"S": "1"}})
 
         cases = [
+            ("http.client, in-memory socket", in_memory, int(4000 * scale)),
             ("http.client keep-alive", keep_alive, int(2000 * scale)),
             ("http.client new connection", new_connection, int(500 * scale)),
             ("botocore -> loopback stub", botocore_stub, int(300 * scale)),
@@ -227,7 +264,8 @@ def main(argv=None):
 
             cases.append(("botocore -> moto", botocore_moto, int(100 * scale)))
         for name, call, n in cases:
-            rows.append(measure(name, call, max(n, 10), rounds, tracer))
+            n = max(PER_SEGMENT, n - n % PER_SEGMENT)
+            rows.append(measure(name, call, n, rounds, tracer))
             print(f"  measured {name}", file=sys.stderr, flush=True)
     finally:
         for proc in procs:
