@@ -17,7 +17,6 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from daemon_testing import Daemon, FakeXRay, MotoServer, base_env, segment, trace_id, wait_until
-
 from xray_testing import free_port, http_get, stop, validate, wait_http, xray_run
 
 APPS = Path(__file__).resolve().parent / "apps"

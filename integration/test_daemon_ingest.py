@@ -18,7 +18,6 @@ from daemon_testing import (
     trace_id,
     wait_until,
 )
-
 from xray_testing import validate
 
 
