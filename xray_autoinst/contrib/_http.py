@@ -68,7 +68,7 @@ def fail(what: str) -> None:
         "xray-autoinst outbound HTTP instrumentation failed (%s); the call is unaffected", what,
         exc_info=True,
     )
-    if _tracer_mod.tracer.config.reraise:
+    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
         raise
 
 
@@ -109,7 +109,7 @@ def _name(host: str) -> str:
 
 
 def _hostport_of(url: str):
-    """(scheme, host, netloc) of an absolute URL (as sent to a forward proxy)."""
+    """(scheme, host) of an absolute URL (as sent to a forward proxy)."""
     scheme, _, rest = url.partition("://")
     cut = len(rest)
     for ch in "/?#":

@@ -114,7 +114,11 @@ def _begin(client, args, kwargs):
     if not tracer.enabled:
         return None
     meta = client.meta
-    prefix = meta.service_model.endpoint_prefix
+    model = meta.service_model
+    try:
+        prefix = model.endpoint_prefix
+    except Exception:  # noqa: BLE001 - a custom model without endpointPrefix
+        prefix = model.service_name
     if prefix == "xray" or _http.internal.get():
         return _INTERNAL
     cur = _current.get()
@@ -127,19 +131,17 @@ def _begin(client, args, kwargs):
         _ensure_handler(client)  # Sampled=0 still goes downstream
         return None
     _ensure_handler(client)
-    sub = tracer.begin_subsegment(prefix, "aws")
-    if sub is None:
-        return None
-    try:
-        operation = args[0] if args else kwargs.get("operation_name")
-        params = args[1] if len(args) > 1 else kwargs.get("api_params")
-        aws = {"operation": str(operation), "region": str(meta.region_name)}
-        if isinstance(params, dict):
+    operation = args[0] if args else kwargs.get("operation_name")
+    params = args[1] if len(args) > 1 else kwargs.get("api_params")
+    aws = {"operation": str(operation), "region": str(meta.region_name)}
+    if isinstance(params, dict):
+        try:
             _identifiers(prefix, params, aws)
+        except Exception:  # noqa: BLE001 - the call is still recorded, without them
+            _fail("identifiers")
+    sub = tracer.begin_subsegment(prefix, "aws")
+    if sub is not None:
         sub.aws = aws
-    except Exception:  # noqa: BLE001
-        tracer.end_subsegment(sub)
-        raise
     return sub
 
 
