@@ -194,13 +194,18 @@ def document_row(doc, body: bytes, received: float) -> tuple | None:
 
 def decode(data: bytes, received: float) -> tuple[str | None, tuple | None]:
     """Turn one datagram into a store row: (reject reason or None, row or None)."""
-    reason, body = split_datagram(data)
-    if reason is not None:
-        return reason, None
+    newline = data.find(b"\n")
+    if newline < 0 or data[:newline] not in _KNOWN_HEADERS or len(data) - newline > MAX_DOCUMENT:
+        # not the common case: let split_datagram say what is wrong, if anything
+        reason, body = split_datagram(data)
+        if reason is not None:
+            return reason, None
+    else:
+        body = data[newline + 1 :]
     try:
         doc = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return BAD_JSON, None
+        return (EMPTY if body.isspace() or not body else BAD_JSON), None
     row = document_row(doc, body, received)
     if row is None:
         return INVALID, None
