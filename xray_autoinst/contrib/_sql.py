@@ -40,6 +40,7 @@ MAX_QUERY = 1000
 _SCAN_LIMIT = 4 * MAX_QUERY  # stop tokenizing once this much output is produced
 CACHE_MAX = 2048
 CACHE_KEY_MAX = 8192  # longer query texts are sanitized every time (they are rarely repeated)
+STATEMENTS_MAX = 256  # finished sql fields kept per connection
 
 # One step of the tokenizer, matched where the previous step ended: text copied as is (spaces,
 # operators, whole identifiers and keywords, parameters such as ?1 and $1), then the token that
@@ -210,7 +211,7 @@ def query_text(query, context=None):
 class ConnInfo:
     """What every subsegment of one connection shares (computed once per connection)."""
 
-    __slots__ = ("name", "base", "backslash_escapes")
+    __slots__ = ("name", "base", "backslash_escapes", "statements", "config")
 
     def __init__(self, name, base, backslash_escapes=False):
         self.name = clean_name(name or "database")[0]
@@ -219,6 +220,33 @@ class ConnInfo:
             if key in self.base:
                 self.base[key] = clip(self.base[key])
         self.backslash_escapes = backslash_escapes
+        # query text -> the finished ``sql`` dict, shared (read-only) by the subsegments of
+        # that statement on this connection; valid for one configuration
+        self.statements = {}
+        self.config = None
+
+    def sql(self, query, preparation, context=None):
+        """The ``sql`` field of a subsegment running ``query``."""
+        cfg = tracer.config
+        if cfg is not self.config:
+            self.statements = {}
+            self.config = cfg
+        key = query if type(query) is str and preparation == "statement" else None
+        if key is not None:
+            sql = self.statements.get(key)
+            if sql is not None:
+                return sql
+        sql = self.base.copy()
+        sql["preparation"] = preparation
+        if cfg.sql_queries != "off":
+            text = query if type(query) is str else query_text(query, context)
+            if text is not None:
+                sql["sanitized_query"] = sanitize(text, self.backslash_escapes)
+        if key is not None and len(key) <= CACHE_KEY_MAX:
+            if len(self.statements) >= STATEMENTS_MAX:
+                self.statements.clear()
+            self.statements[key] = sql
+        return sql
 
 
 def _quote(text, safe=""):
@@ -342,13 +370,7 @@ def begin(info: ConnInfo, query, preparation: str, context=None):
         fail_internal("begin")
         return None
     try:
-        sql = info.base.copy()
-        sql["preparation"] = preparation
-        if tracer.config.sql_queries != "off":
-            text = query if type(query) is str else query_text(query, context)
-            if text is not None:
-                sql["sanitized_query"] = sanitize(text, info.backslash_escapes)
-        sub.sql = sql
+        sub.sql = info.sql(query, preparation, context)
     except Exception:  # noqa: BLE001
         if sub.sql is None:
             sub.sql = {"preparation": preparation}
