@@ -565,8 +565,10 @@ class SubsegmentFacade(_Facade):
             e.namespace = value if value in _NAMESPACES else None
 
     @property
-    def sql(self):
-        return self._field("sql")
+    def sql(self):  # reading does not make it an SQL subsegment (the agent's SQL integrations
+        # record nothing under one): set_sql does
+        sql = getattr(self._e, "sql", None) if self._e.sampled else None
+        return sql if sql is not None else {}
 
     def set_sql(self, sql):
         try:
