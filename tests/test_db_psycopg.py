@@ -34,13 +34,20 @@ def traced(tracer):
 
 
 def test_patch_and_unpatch_methods():
+    import inspect
+
     original = psycopg.Cursor.execute
+    original_async = psycopg.AsyncCursor.execute
     db_psycopg.patch()
     try:
         assert psycopg.Cursor.execute is not original
+        assert psycopg.AsyncCursor.execute is not original_async
+        assert inspect.iscoroutinefunction(psycopg.AsyncCursor.execute)
+        assert inspect.iscoroutinefunction(psycopg.AsyncServerCursor.execute)
     finally:
         db_psycopg.unpatch()
     assert psycopg.Cursor.execute is original
+    assert psycopg.AsyncCursor.execute is original_async
 
 
 def test_fields_of_each_statement(traced):

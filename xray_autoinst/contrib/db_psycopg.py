@@ -11,6 +11,8 @@ and pipelines are untouched.
 
 from __future__ import annotations
 
+import functools
+
 from ..core import wrapping
 from . import _sql
 
@@ -76,8 +78,19 @@ def _traced_execute(wrapped, instance, args, kwargs):
     return result
 
 
-def _traced_async_execute(wrapped, instance, args, kwargs):
-    return _async_execute(wrapped, instance, args, kwargs)
+def _wrap_async(owner, name):
+    """Like ``wrapping.wrap`` but the replacement is itself a coroutine function (so
+    ``inspect.iscoroutinefunction`` still says so); ``wrapping.unwrap`` undoes it."""
+    raw = owner.__dict__[name]
+    if wrapping.is_wrapped(raw):
+        return
+
+    @functools.wraps(raw)
+    async def method(self, *args, **kwargs):
+        return await _async_execute(raw.__get__(self, type(self)), self, args, kwargs)
+
+    method.__dict__[wrapping.MARK] = raw
+    setattr(owner, name, method)
 
 
 async def _async_execute(wrapped, instance, args, kwargs):
@@ -121,7 +134,7 @@ def patch():
     for owner, name in sync:
         wrapping.wrap(owner, name, _traced_execute)
     for owner, name in asyn:
-        wrapping.wrap(owner, name, _traced_async_execute)
+        _wrap_async(owner, name)
     psycopg._xray_autoinst_patched = True
 
 
