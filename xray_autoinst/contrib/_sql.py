@@ -274,7 +274,24 @@ def pg_url(user, host, port, dbname) -> str:
     return "postgresql://%s/%s%s" % (netloc, _quote(dbname or ""), query)
 
 
+_infos: dict = {}  # description -> ConnInfo: shared by the connections to one database
+
+
+def _shared(key, make):
+    info = _infos.get(key)
+    if info is None:
+        if len(_infos) >= 256:
+            _infos.clear()
+        info = _infos[key] = make()
+    return info
+
+
 def pg_info(dbname, user, host, port, server_version, standard_strings, driver) -> ConnInfo:
+    key = ("pg", dbname, user, host, port, server_version, standard_strings, driver)
+    return _shared(key, lambda: _pg_info(*key[1:]))
+
+
+def _pg_info(dbname, user, host, port, server_version, standard_strings, driver) -> ConnInfo:
     return ConnInfo(
         "%s@%s" % (dbname or "postgres", host or "localhost"),
         {
@@ -291,6 +308,12 @@ def pg_info(dbname, user, host, port, server_version, standard_strings, driver) 
 def sqlite_info(database, uri=False) -> ConnInfo:
     """Name and url of a sqlite3 database given to ``connect`` (path, bytes, PathLike or a
     ``file:`` URI): the file's basename, or ``:memory:``."""
+    if type(database) is str and (database == ":memory:" or database.startswith("/")):
+        return _shared(("sqlite", database, bool(uri)), lambda: _sqlite_info(database, uri))
+    return _sqlite_info(database, uri)  # relative to the current directory: not cached
+
+
+def _sqlite_info(database, uri=False) -> ConnInfo:
     import os
     import sqlite3
 
@@ -325,9 +348,9 @@ def sqlite_info(database, uri=False) -> ConnInfo:
 
 
 def _python_version():
-    import platform
+    import sys
 
-    return platform.python_version()
+    return "%d.%d.%d" % sys.version_info[:3]
 
 
 # -- per call --------------------------------------------------------------------------------
