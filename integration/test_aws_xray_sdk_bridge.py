@@ -49,6 +49,17 @@ class Downstream:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self):  # an AWS JSON endpoint (DynamoDB ListTables)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append(self.headers.get("X-Amzn-Trace-Id"))
+                body = b'{"TableNames": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("x-amzn-RequestId", "req-1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args):
                 pass
 
@@ -175,6 +186,20 @@ def test_sdk_application_joins_the_agent_trace(daemon, sdk_app):
     assert len(calls) == 1, doc
     assert calls[0]["http"]["request"]["url"] == f"http://127.0.0.1:{downstream.port}/downstream"
     assert downstream.headers[-1] == f"Root={doc['trace_id']};Parent={calls[0]['id']};Sampled=1"
+
+    # an AWS call through boto3 (botocore patched by patch_all without the agent): one
+    # subsegment
+    daemon.clear()
+    status, _h, body = http_get(port, "/aws")
+    assert status == 200 and body == b"listed"
+    [doc] = daemon.wait(1)
+    validate(doc)
+    aws_calls = [s for s in walk(doc) if s.get("namespace") == "aws"]
+    assert len(aws_calls) == 1, doc
+    assert aws_calls[0]["name"] == "dynamodb"
+    assert aws_calls[0]["aws"]["operation"] == "ListTables"
+    assert not [s for s in walk(doc) if s.get("namespace") == "remote"], doc
+    assert downstream.headers[-1].startswith(f"Root={doc['trace_id']};Parent={aws_calls[0]['id']}")
 
     # a failure inside an SDK subsegment: one segment, the fault on both, the cause recorded
     daemon.clear()

@@ -2,12 +2,14 @@
 ``patch_all()``, the SDK's Flask middleware, ``capture``, ``in_subsegment``, annotations and
 metadata. Under ``xray-run`` its recorder records into the agent's trace.
 
-``OUTBOUND_PORT``: a loopback HTTP server for /fetch.
+``OUTBOUND_PORT``: a loopback HTTP server for /fetch (GET) and an AWS-shaped endpoint for /aws
+(POST).
 """
 
 import os
 import sqlite3
 
+import boto3
 import requests
 from aws_xray_sdk.core import patch_all, xray_recorder
 from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
@@ -54,6 +56,16 @@ def fetch():
     resp = requests.get("http://127.0.0.1:%s/downstream" % os.environ["OUTBOUND_PORT"],
                         timeout=5)
     return resp.text
+
+
+@app.route("/aws")
+def aws():
+    client = boto3.client(
+        "dynamodb", endpoint_url="http://127.0.0.1:%s" % os.environ["OUTBOUND_PORT"],
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    client.list_tables()
+    return "listed"
 
 
 @app.route("/boom")
