@@ -325,6 +325,7 @@ def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None) ->
         message = _start_error(exc)
         log.error("%s", message)
         report("error " + message)
+        daemon.abort()
         return 1
     _write_pid_file(
         pid_path,

@@ -389,6 +389,15 @@ class Daemon:
             except OSError:
                 pass
 
+    def abort(self) -> None:
+        """Undo a start that failed half way."""
+        if self.writer is not None:
+            self.writer.close(5)
+        if self.forwarder is not None:
+            self.forwarder.stop(0)
+        self._udp.close()
+        self._tcp.close()
+
     def shutdown(self) -> None:
         """Stop taking traffic, store and send what was received, close the store."""
         totals = self._last_summary

@@ -32,8 +32,11 @@ EVICT_EVERY = 1.0  # seconds between store bound checks
 
 
 def _emit(out, payload: dict) -> None:
-    out.write((json.dumps(payload) + "\n").encode())
-    out.flush()
+    try:
+        out.write((json.dumps(payload) + "\n").encode())
+        out.flush()
+    except OSError:  # the daemon is gone: nobody to tell
+        pass
 
 
 def serve(store_path: str, max_traces: int, max_bytes: int, inp, out) -> int:
