@@ -199,6 +199,7 @@ class WriterProcess:
             self.proc.stdin.close()
         except OSError:
             pass
+        self._broken = True  # nothing more is sent
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
