@@ -225,6 +225,7 @@ def main(argv=None) -> int:
     finally:
         proc.terminate()
         proc.wait(30)
+    busiest = results[-1]["cpu_us_per_doc"] if results else {}
     summary = {
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
@@ -235,6 +236,11 @@ def main(argv=None) -> int:
         "results": results,
         "peak_rss_mib": round(hwm / 1024, 1),
         "max_pace_without_loss": max([r["pace"] for r in results if r["lost"] == 0], default=0),
+        # CPU time per document at the highest pace, and what that allows when the decoder and
+        # the writer each get a core (an estimate: the measured rates above are what counts)
+        "cpu_us_per_doc_at_highest_pace": busiest,
+        "cpu_bound_docs_per_s": round(1e6 / max(busiest.values())) if busiest else None,
+        "load_average": os.getloadavg(),
     }
     print(f"document size {summary['document_bytes']} bytes, {seconds:g} s per pace, "
           f"{summary['cpus']} CPUs, Python {summary['python']}")
@@ -247,6 +253,10 @@ def main(argv=None) -> int:
               + " ".join(f"{k} {v}" for k, v in r["cpu_us_per_doc"].items()))
     print(f"peak RSS {summary['peak_rss_mib']} MiB; highest pace without loss: "
           f"{summary['max_pace_without_loss']} documents/s")
+    if summary["cpu_bound_docs_per_s"]:
+        print(f"CPU-bound estimate (decoder and writer each with a core): "
+              f"{summary['cpu_bound_docs_per_s']} documents/s; load average "
+              + " ".join(f"{x:.2f}" for x in summary["load_average"]))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(summary, f, indent=2)
