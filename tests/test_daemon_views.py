@@ -173,7 +173,7 @@ def test_map_nodes_and_edges():
 def test_map_text_and_dot():
     graph = views.build_map([web_trace()])
     text = views.render_map(graph, style=Style(unicode=False))
-    assert text.startswith("service map of 1 traces: 6 nodes, 5 edges")
+    assert text.startswith("service map of 1 trace: 6 nodes, 5 edges")
     assert "-> web" in text and "-> DynamoDB [AWS::DynamoDB]" in text
     assert "faults 100.0%" in text and "throttled 100.0%" in text
     dot = views.render_dot(graph)

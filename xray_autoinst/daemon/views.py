@@ -270,7 +270,8 @@ def render_trace(merged: dict, *, width: int = 120, style: Style = Style()) -> s
     total = end - start
     segments = merged.get("segments", [])
     root = segments[0] if segments else entries[0][0]
-    head = [merged["trace_id"], fmt_time(start), fmt_duration(total), f"{len(segments)} segments"]
+    count = f"{len(segments)} segment" + ("" if len(segments) == 1 else "s")
+    head = [merged["trace_id"], fmt_time(start), fmt_duration(total), count]
     request = describe(root)
     if request:
         head.insert(1, f"{root.get('name')}: {request}")
@@ -509,7 +510,8 @@ def render_map(graph: dict, *, width: int = 120, style: Style = Style()) -> str:
     types = {n["id"]: n["type"] for n in graph["nodes"]}
     lines = [
         style.bold(
-            f"service map of {graph['traces']} traces: {len(graph['nodes'])} nodes, "
+            f"service map of {graph['traces']} trace{'' if graph['traces'] == 1 else 's'}: "
+            f"{len(graph['nodes'])} nodes, "
             f"{len(graph['edges'])} edges"
         ),
         "",
