@@ -359,7 +359,8 @@ class Daemon:
         else:
             parts.append("forwarded 0 (not forwarding)")
         if self.writer is not None:
-            parts.append(f"store {now['traces']} traces")
+            n = now["traces"]
+            parts.append(f"store {n} trace" + ("" if n == 1 else "s"))
         head = "totals" if final else f"last {self.settings.summary_interval:g}s"
         return f"{head}: " + ", ".join(parts)
 
