@@ -42,6 +42,12 @@ class Tracer:
         self.enabled = cfg.enabled
         self.emitter = emitter if emitter is not None else Emitter(cfg.udp_address)
         self.sampler = cfg.sampling_rules if cfg.sampling_rules is not None else default_rules()
+        if cfg.sampling_mode == "centralized":  # the local rules are the fallback
+            from .centralized import CentralizedSampler
+
+            self.sampler = CentralizedSampler(
+                cfg.tcp_address, self.sampler, lambda: self.service_name, poll=cfg.sampling_poll
+            )
         self.trust_header = cfg.trust_trace_header
         self.context_missing = cfg.context_missing
         self._service_name = cfg.service_name
@@ -287,16 +293,22 @@ def get_tracer() -> Tracer:
     return tracer
 
 
-def _after_fork_in_child():
-    if _configured:
-        try:
+def after_fork_in_child():
+    """Everything a new process needs: fresh ids, its own emitter state, no inherited entity.
+    Run by ``os.register_at_fork`` and by the uWSGI integration's post-fork hook."""
+    from . import emitter as _emitter
+
+    try:
+        ids.reseed()
+        _emitter.after_fork_in_child()
+        if _configured:
             tracer.after_fork()
-        except Exception:  # noqa: BLE001
-            pass
+    except Exception:  # noqa: BLE001
+        pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def install(cfg: _config.Config, emitter=None) -> Tracer:
