@@ -293,22 +293,16 @@ def get_tracer() -> Tracer:
     return tracer
 
 
-def after_fork_in_child():
-    """Everything a new process needs: fresh ids, its own emitter state, no inherited entity.
-    Run by ``os.register_at_fork`` and by the uWSGI integration's post-fork hook."""
-    from . import emitter as _emitter
-
-    try:
-        ids.reseed()
-        _emitter.after_fork_in_child()
-        if _configured:
+def _after_fork_in_child():
+    if _configured:
+        try:
             tracer.after_fork()
-    except Exception:  # noqa: BLE001
-        pass
+        except Exception:  # noqa: BLE001
+            pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install(cfg: _config.Config, emitter=None) -> Tracer:
