@@ -64,6 +64,20 @@ def report(environ=None) -> tuple[str, bool]:
             lines.append(f"  {kind} {host}:{port} resolves to {where}")
         except OSError as exc:
             lines.append(f"  {kind} {host}:{port} does NOT resolve ({exc})")
+    lines.append("")
+    lines.append("sampling:")
+    fallback = "local rules" if cfg.sampling_rules is not None else "default rule (1/s + 5%)"
+    if cfg.sampling_mode == "centralized":
+        from .core.centralized import probe
+
+        lines.append(f"  mode: centralized, from the proxy at tcp {tcp_host}:{tcp_port}; "
+                     f"fallback: {fallback}")
+        answers, said = probe(cfg.tcp_address)
+        lines.append(f"  proxy {'answers' if answers else 'does NOT answer'}: {said}")
+        if not answers:
+            lines.append(f"  (until it answers, the {fallback} decides)")
+    else:
+        lines.append(f"  mode: local, {fallback}")
     ok = not cfg.problems
     if cfg.problems:
         lines.append("")
