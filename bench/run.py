@@ -50,6 +50,53 @@ QUICK = {
 }
 
 
+def loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def cpu_busy(window: float = 3.0):
+    """Fraction of the machine's CPU time busy over ``window`` seconds (from /proc/stat)."""
+    def read():
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:]]
+        return vals[3] + vals[4], sum(vals)  # idle + iowait, total
+
+    try:
+        i0, t0 = read()
+        time.sleep(window)
+        i1, t1 = read()
+    except OSError:
+        return None
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(limit: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until the machine is at most ``limit`` busy (0..1) while
+    this suite is idle: other work on the machine skews every figure."""
+    t0 = time.time()
+    while time.time() - t0 < max_wait:
+        busy = cpu_busy()
+        if busy is None or busy <= limit:
+            break
+    return time.time() - t0
+
+
+def git_state() -> dict:
+    import subprocess
+
+    def git(*a):
+        proc = subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    dirty = git("status", "--porcelain", "--", "xray_autoinst", "sitecustomize",
+                "pyproject.toml")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "agent_sources_modified": bool(dirty) if dirty is not None else None}
+
+
 def log(msg):
     sys.stderr.write(msg + "\n")
     sys.stderr.flush()
@@ -79,9 +126,16 @@ def table(headers, rows) -> str:
 def render(results) -> str:
     parts = []
     meta = results["meta"]
+    git = meta.get("git") or {}
+    loads = ", ".join(f"{k} {v['cpu_busy_before']:.0%}"
+                      for k, v in meta.get("load_average", {}).items()
+                      if v.get("cpu_busy_before") is not None)
     parts.append(f"Machine: {meta['machine'].get('cpu', '?')}, {meta['machine']['cpus']} CPUs, "
                  f"Linux {meta['machine']['kernel']}, Python {meta['machine']['python']}. "
-                 f"Mode: {'quick' if meta['quick'] else 'full'}. {meta['date']}.")
+                 f"Mode: {'quick' if meta['quick'] else 'full'}. {meta['date']}. "
+                 f"Agent at {git.get('commit')}"
+                 f"{' (with uncommitted changes)' if git.get('agent_sources_modified') else ''}. "
+                 f"CPU busy (other work) just before each section: {loads or '?'}.")
     sec = results["sections"]
     if "startup" in sec and "error" not in sec["startup"]:
         for scenario, data in sec["startup"].items():
@@ -170,6 +224,10 @@ def render(results) -> str:
         if isinstance(data, dict) and "error" in data and name not in (
                 "daemon", "outbound_http", "sql"):
             parts.append(f"### {name}: FAILED\n\n```\n{data['error'][-2000:]}\n```")
+    if results.get("versions"):
+        rows = [[name, ", ".join(f"{d} {v}" for d, v in vers.items())]
+                for name, vers in results["versions"].items()]
+        parts.append("### Versions (per virtualenv)\n\n" + table(["virtualenv", "packages"], rows))
     if results.get("targets"):
         rows = [[t["target"], t["measured"], t["verdict"]] for t in results["targets"]]
         parts.append("### Targets (reported, not asserted)\n\n"
@@ -248,6 +306,9 @@ def main(argv=None) -> int:
                    help="comma-separated subset of: " + ", ".join(SECTIONS))
     p.add_argument("--out", default=os.path.join(ROOT, ".bench", "results.json"))
     p.add_argument("--markdown", default=None, help="default: --out with .md")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="FRACTION",
+                   help="before each section, wait (at most 10 min) until the other processes "
+                        "on the machine use at most FRACTION of its CPU (e.g. 0.1)")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -255,6 +316,13 @@ def main(argv=None) -> int:
         p.error(f"unknown sections: {sorted(unknown)}")
     cfg = QUICK if args.quick else FULL
     started = time.time()
+    args.out = os.path.abspath(args.out)
+    if args.markdown:
+        args.markdown = os.path.abspath(args.markdown)
+    # run from an empty directory: a child's sys.path[0] must not be the source checkout
+    neutral = os.path.join(ROOT, ".bench", "cwd")
+    os.makedirs(neutral, exist_ok=True)
+    os.chdir(neutral)
 
     if args.quick:
         ours = venvs_mod.current()
@@ -270,6 +338,7 @@ def main(argv=None) -> int:
             "machine": venvs_mod.interpreter_facts(), "settings": cfg,
             "load_generator": "wrk" if shutil.which("wrk") else "bench/loadgen.py",
             "taskset": bool(shutil.which("taskset")),
+            "git": git_state(), "load_average": {},
         },
         "versions": {name: v.versions() for name, v in envs.items()},
         "sections": {},
@@ -279,7 +348,14 @@ def main(argv=None) -> int:
     def attempt(name, fn):
         if name not in sections:
             return
-        log(f"[{name}]")
+        if args.wait_quiet:
+            waited = wait_quiet(args.wait_quiet, 600)
+            if waited > 4:
+                log(f"  waited {waited:.0f} s for the machine to be quiet")
+        busy = cpu_busy(1.0)
+        shown = "?" if busy is None else f"{busy:.0%}"
+        log(f"[{name}] load average {loadavg()}, CPU busy before: {shown}")
+        before = loadavg()
         t0 = time.time()
         try:
             sec[name] = fn()
@@ -288,6 +364,8 @@ def main(argv=None) -> int:
 
             sec[name] = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
             log(f"  FAILED: {type(exc).__name__}: {exc}")
+        results["meta"]["load_average"][name] = {"before": before, "after": loadavg(),
+                                                 "cpu_busy_before": busy}
         log(f"  ({time.time() - t0:.0f} s)")
 
     attempt("startup", lambda: startup.run(envs, cfg["startup_runs"], log,

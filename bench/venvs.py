@@ -58,8 +58,9 @@ class Venv:
             "import json, importlib.metadata as m\n"
             "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
         )
-        out = subprocess.run([self.python, "-c", code], capture_output=True, text=True,
-                             check=True).stdout
+        # isolated (-I), from /: nothing but the environment's own site-packages is seen
+        out = subprocess.run([self.python, "-I", "-c", code], capture_output=True, text=True,
+                             check=True, cwd="/").stdout
         found = json.loads(out)
         return {k: v for k, v in sorted(found.items()) if k in REPORTED}
 
