@@ -57,7 +57,8 @@ def _describe(conn):
 def _start(cursor, args, kwargs):
     try:
         conn = cursor._conn
-        return _begin(_info(conn), _sql.first_arg(args, kwargs, "query"), "statement", conn)
+        query = args[0] if args else _sql.first_arg(args, kwargs, "query")
+        return _begin(_info(conn), query, "statement", conn)
     except Exception:  # noqa: BLE001
         _sql.fail_internal("psycopg")
         return None

@@ -63,7 +63,8 @@ def _run(cursor, method, args, kwargs, preparation, names=("query",)):
     sub = None
     try:
         conn = cursor.connection
-        sub = _begin(_info(conn), _sql.first_arg(args, kwargs, *names), preparation, conn)
+        query = args[0] if args else _sql.first_arg(args, kwargs, *names)
+        sub = _begin(_info(conn), query, preparation, conn)
     except Exception:  # noqa: BLE001
         _sql.fail_internal("psycopg2")
     if sub is None:

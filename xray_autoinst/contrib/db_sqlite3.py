@@ -47,7 +47,8 @@ def _run(conn, method, args, kwargs, preparation="statement"):
         return method(*args, **kwargs)
     sub = None
     try:
-        sub = _begin(_info(conn), _sql.first_arg(args, kwargs, "sql", "sql_script"), preparation)
+        query = args[0] if args else _sql.first_arg(args, kwargs, "sql", "sql_script")
+        sub = _begin(_info(conn), query, preparation)
     except Exception:  # noqa: BLE001
         _sql.fail_internal("sqlite3")
     if sub is None:
