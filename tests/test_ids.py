@@ -21,6 +21,12 @@ def _ids_in_child(use_os_fork: bool):
     r, w = os.pipe()
     pid = os.fork() if use_os_fork else _raw_fork()
     if pid == 0:
+        if not use_os_fork:
+            # a C fork runs no os.register_at_fork hook: the uWSGI integration's post-fork
+            # hook does this, and the emitter's PID check does it for any other C fork
+            from xray_autoinst.core.emitter import Emitter
+
+            Emitter(("127.0.0.1", 9)).check_fork()
         os.close(r)
         os.write(w, (",".join(ids.entity_id() for _ in range(50))).encode())
         os._exit(0)
@@ -39,6 +45,17 @@ def _raw_fork():
 
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.fork()
+
+
+def test_emitter_pid_check_reseeds_ids_after_a_c_fork():
+    from xray_autoinst.core.emitter import Emitter
+
+    em = Emitter(("127.0.0.1", 9))
+    assert em.check_fork() is False
+    em._pid = ids.pid = -1  # as seen from a C-forked child
+    before = ids._rng.getstate()
+    assert em.check_fork() is True
+    assert ids._rng.getstate() != before
 
 
 def test_children_never_repeat_parent_ids_even_without_fork_hooks():

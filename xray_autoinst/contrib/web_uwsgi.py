@@ -84,6 +84,24 @@ def _threads_usable(opt):
         return False
 
 
+def _chain_post_fork(uwsgi):
+    """uWSGI forks workers in C: ``os.register_at_fork`` hooks do not run there, its own
+    ``post_fork_hook`` does (an application's hook, if any, still runs after ours)."""
+    from ..core.tracer import after_fork_in_child
+
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def _xray_autoinst_post_fork():
+        after_fork_in_child()
+        if previous is not None:
+            previous()
+
+    try:
+        uwsgi.post_fork_hook = _xray_autoinst_post_fork
+    except (AttributeError, TypeError):
+        pass
+
+
 def patch():
     uwsgi = sys.modules.get("uwsgi")
     if uwsgi is None or getattr(uwsgi, "_xray_autoinst_patched", False):
@@ -93,6 +111,7 @@ def patch():
         from ..core.tracer import get_tracer
 
         get_tracer().emitter.synchronous = True
+    _chain_post_fork(uwsgi)
     specs = app_specs(opt)
     if not specs and (opt.get("wsgi-file") or opt.get("file")):
         _log.once("uwsgi-file", _log.WARNING,

@@ -77,40 +77,55 @@ class XRayMiddleware:
             path = environ.get("PATH_INFO", "")
             host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
             seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
-            sampled = seg.sampled
             echo = "Root=" + seg.trace_id
             if hdr is not None and hdr.sampled == "?":
-                echo += ";Sampled=1" if sampled else ";Sampled=0"
-            if sampled:
+                echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
+            if seg.sampled:
                 _record_request(seg, environ, method, host, path, tracer)
         except Exception:  # noqa: BLE001
             _fail("begin")
             return self.app(environ, start_response)
+        if seg.sampled:
+            return self._sampled(environ, start_response, tracer, seg, token, echo)
+        return self._unsampled(environ, start_response, tracer, token, echo)
 
+    def _unsampled(self, environ, start_response, tracer, token, echo):
+        """No document: answer with the trace header, keep the context for downstream calls
+        while the application runs (they propagate ``Sampled=0``)."""
+
+        def _start_response(status, headers, exc_info=None):
+            try:
+                _add_header(headers, echo)
+            except Exception:  # noqa: BLE001
+                _fail("start_response")
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, _start_response)
+        finally:
+            try:
+                _tracer_mod.current_entity.reset(token)
+            except ValueError:
+                _tracer_mod.current_entity.set(None)
+
+    def _sampled(self, environ, start_response, tracer, seg, token, echo):
         state = [None, None]  # status, content-length
 
         def _start_response(status, headers, exc_info=None):
             try:
                 state[0] = status
-                own = False
-                for k, v in headers:
-                    k = k.lower()
-                    if k == "content-length":
-                        state[1] = v
-                    elif k == "x-amzn-trace-id":
-                        own = True
-                if own:  # set by the application (aws-xray-sdk's middleware): ours replaces it
-                    headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
-                headers.append(("X-Amzn-Trace-Id", echo))
+                state[1] = _add_header(headers, echo)
             except Exception:  # noqa: BLE001
                 _fail("start_response")
-            return start_response(status, headers, exc_info) if exc_info is not None \
-                else start_response(status, headers)
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
 
         def _done(exc=None):
             try:
-                if sampled:
-                    _record_response(seg, state, exc)
+                _record_response(seg, state, exc)
                 tracer.end_segment(seg, token)
             except Exception:  # noqa: BLE001
                 _fail("end")
@@ -122,7 +137,7 @@ class XRayMiddleware:
             raise
         try:
             if type(result) in (list, tuple):
-                if sampled and state[1] is None:
+                if state[1] is None:
                     state[1] = sum(len(b) for b in result)
                 _done()
                 return result
@@ -134,6 +149,23 @@ class XRayMiddleware:
         except Exception:  # noqa: BLE001
             _fail("response")
             return result
+
+
+def _add_header(headers, echo):
+    """Append our X-Amzn-Trace-Id (replacing one the application set, e.g. aws-xray-sdk's
+    middleware, rather than sending two); return the Content-Length value if any."""
+    length = None
+    own = False
+    for k, v in headers:
+        k = k.lower()
+        if k == "content-length":
+            length = v
+        elif k == "x-amzn-trace-id":
+            own = True
+    if own:
+        headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
+    headers.append(("X-Amzn-Trace-Id", echo))
+    return length
 
 
 def _record_request(seg, environ, method, host, path, tracer):

@@ -16,9 +16,10 @@ import os
 import socket
 import threading
 import time
+import weakref
 
 from .. import log as _log
-from . import encoder
+from . import encoder, ids
 
 QUEUE_MAX = 10000
 POLL = 0.005  # seconds between drains while busy
@@ -50,6 +51,7 @@ class Emitter:
         # send inline, from the request's thread (uWSGI without threads: no thread would run)
         self.synchronous = False
         self._init_process()
+        _emitters.add(self)
 
     # -- per process state -------------------------------------------------------------------
     def _init_process(self):
@@ -79,13 +81,26 @@ class Emitter:
             t.start()
 
     # -- producer side (request threads) -----------------------------------------------------
-    def submit(self, entity) -> None:
-        if self._pid != os.getpid():
+    def check_fork(self) -> bool:
+        """Start afresh if this is a new process (a C fork no hook told us about)."""
+        pid = os.getpid()
+        if ids.pid != pid:
+            ids.reseed()
+        if self._pid != pid:
             self._init_process()
+            return True
+        return False
+
+    def submit(self, entity) -> None:
+        # The PID is checked only where it is cheap to afford: when the sender must be woken
+        # (rare under load) or when documents pile up (no sender runs in this process).
+        q = self._queue
         if self.synchronous:
+            self.check_fork()
             self._drain(collections.deque((entity,)))
             return
-        q = self._queue
+        if len(q) >= 64 and self.check_fork():
+            q = self._queue
         if len(q) >= QUEUE_MAX:
             self.dropped += 1
             _log.limited("queue-full", _log.WARNING,
@@ -93,6 +108,8 @@ class Emitter:
             return
         q.append(entity)
         if self._idle:
+            if self.check_fork():
+                self._queue.append(entity)
             self._idle = False
             if self._thread is None:
                 self._start_thread()
@@ -138,8 +155,6 @@ class Emitter:
 
     def send_document(self, doc: str) -> bool:
         """Send one document now (any thread)."""
-        if self._pid != os.getpid():
-            self._init_process()
         addr = self._addr
         if addr is None:
             self._resolve_later()
@@ -190,10 +205,22 @@ class Emitter:
 
     def flush(self, timeout: float = 2.0) -> None:
         """Send everything queued, from the calling thread (used at exit and in tests)."""
-        if self._pid != os.getpid():
-            self._init_process()
+        if self.check_fork():
             return
         deadline = time.monotonic() + timeout
         q = self._queue
         while q and time.monotonic() < deadline:
             self._drain(q)
+
+
+_emitters: "weakref.WeakSet[Emitter]" = weakref.WeakSet()
+
+
+def after_fork_in_child() -> None:
+    """A new process: every emitter gets its own queue, socket and sender thread."""
+    for emitter in list(_emitters):
+        emitter._init_process()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=after_fork_in_child)

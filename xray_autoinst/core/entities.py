@@ -135,16 +135,23 @@ class Subsegment(Entity):
 
 
 class UnsampledSegment:
-    """What an unsampled request carries: enough to propagate ``Sampled=0`` downstream."""
+    """What an unsampled request carries: enough to propagate ``Sampled=0`` downstream. Its id
+    is made only if a downstream call asks for it."""
 
-    __slots__ = ("trace_id", "id", "lineage")
+    __slots__ = ("trace_id", "_id", "lineage")
     sampled = False
     segment = property(lambda self: self)
 
     def __init__(self, trace_id, lineage=None):
         self.trace_id = trace_id
-        self.id = ids.entity_id()
+        self._id = None
         self.lineage = lineage
+
+    @property
+    def id(self):
+        if self._id is None:
+            self._id = ids.entity_id()
+        return self._id
 
 
 def clean_name(name):
