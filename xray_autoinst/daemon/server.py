@@ -30,6 +30,8 @@ log = logging.getLogger("xray_autoinst.daemon")
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024  # asked for; the kernel may give less
 MAX_BACKLOG_BYTES = 16 * 1024 * 1024  # datagrams received but not yet decoded
 MAX_BATCH = 2000
+MIN_BATCH = 64
+GATHER = 0.002  # seconds
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,16 @@ class Daemon:
                     batch.append(get_nowait())
             except queue.Empty:
                 pass
+            if len(batch) < MIN_BATCH and batch[-1] is not None:
+                # Traffic is flowing but the queue is short: let a few milliseconds' worth
+                # gather, so a busy daemon pays for one wake-up and one write per batch, not
+                # per datagram.
+                time.sleep(GATHER)
+                try:
+                    while len(batch) < MAX_BATCH:
+                        batch.append(get_nowait())
+                except queue.Empty:
+                    pass
             now = time.time()
             rows = []
             out = self.out_bytes
