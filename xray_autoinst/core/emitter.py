@@ -62,6 +62,9 @@ class Emitter:
         self._idle = True
         self._wake = threading.Event()
         self._resolver = None
+        # held while a batch is encoded and sent, so flush() at exit cannot return while the
+        # sender still holds a document it has taken from the queue
+        self._drain_lock = threading.Lock()
 
     def _socket(self):
         sock = self._sock
@@ -123,7 +126,8 @@ class Emitter:
         while True:
             if q:
                 idle = 0
-                self._drain(q)
+                with self._drain_lock:
+                    self._drain(q)
             else:
                 idle += 1
                 if idle >= IDLE_POLLS:
@@ -207,13 +211,15 @@ class Emitter:
         """Send everything queued, from the calling thread (used at exit and in tests)."""
         if self.check_fork():
             return
-        deadline = time.monotonic() + timeout
-        q = self._queue
-        while q and time.monotonic() < deadline:
-            self._drain(q)
+        if not self._drain_lock.acquire(timeout=timeout):
+            return
+        try:
+            self._drain(self._queue)
+        finally:
+            self._drain_lock.release()
 
 
-_emitters: "weakref.WeakSet[Emitter]" = weakref.WeakSet()
+_emitters: weakref.WeakSet[Emitter] = weakref.WeakSet()
 
 
 def after_fork_in_child() -> None:

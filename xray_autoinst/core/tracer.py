@@ -15,6 +15,7 @@ import atexit
 import contextvars
 import os
 import sys
+import threading
 import time
 
 from .. import config as _config
@@ -23,6 +24,7 @@ from . import encoder, header, ids
 from .entities import Segment, Subsegment, UnsampledSegment
 from .sampling import default_rules
 
+_process_lock = threading.Lock()
 current_entity: contextvars.ContextVar = contextvars.ContextVar(
     "xray_autoinst_entity", default=None
 )
@@ -210,12 +212,14 @@ class Tracer:
             return seg
         if mode == "process":
             seg = self.process_segment
-            if seg is None or self._pid != os.getpid():
-                self._pid = os.getpid()
-                seg = Segment(self.service_name, ids.trace_id())
-                self.process_segment = seg
-                self.open_segments[seg.id] = seg
-                self.emitter.send_document(encoder.in_progress_document(seg))
+            if seg is None:
+                with _process_lock:  # two threads' first calls open one segment
+                    seg = self.process_segment
+                    if seg is None:
+                        seg = Segment(self.service_name, ids.trace_id())
+                        self.process_segment = seg
+                        self.open_segments[seg.id] = seg
+                        self.emitter.send_document(encoder.in_progress_document(seg))
             return seg
         return None
 
@@ -293,16 +297,22 @@ def get_tracer() -> Tracer:
     return tracer
 
 
-def _after_fork_in_child():
-    if _configured:
-        try:
+def after_fork_in_child():
+    """Everything a new process needs: fresh ids, its own emitter state, no inherited entity.
+    Run by ``os.register_at_fork`` and by the uWSGI integration's post-fork hook."""
+    from . import emitter as _emitter
+
+    try:
+        ids.reseed()
+        _emitter.after_fork_in_child()
+        if _configured:
             tracer.after_fork()
-        except Exception:  # noqa: BLE001
-            pass
+    except Exception:  # noqa: BLE001
+        pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def install(cfg: _config.Config, emitter=None) -> Tracer:
