@@ -267,6 +267,19 @@ def test_configured_local_rules_are_the_fallback(daemon):
         stop(p)
 
 
+def test_local_mode_never_asks_the_proxy(daemon):
+    api = FakeSamplingAPI(rules=[rule("Default", 10000, 0.05, 1)], targets={})
+    env = centralized_env(daemon, api.port, XRAY_SAMPLING="local")
+    p, port = start_app(env)
+    try:
+        sampled_paths(port, daemon, [f"/r{i}" for i in range(5)])  # decided, and served
+        time.sleep(1.5)  # three poll intervals: a poller would have asked by now
+        assert api.rule_bodies == [] and api.stats == []
+    finally:
+        stop(p)
+        api.close()
+
+
 def test_check_reports_a_proxy_that_answers(daemon):
     api = FakeSamplingAPI(rules=[rule("all", 10, 1.0, 0), rule("Default", 10000, 0.05, 1)],
                           targets={})

@@ -522,7 +522,8 @@ class CentralizedSampler:
                         st.rate = rate
                 interval = doc.get("Interval")
                 if interval is not None:
-                    st.interval = min(max(_number(interval), 0.05), 3600.0) or None
+                    interval = _number(interval)
+                    st.interval = min(max(interval, 0.05), 3600.0) if interval > 0 else None
                 quota, ttl = doc.get("ReservoirQuota"), doc.get("ReservoirQuotaTTL")
                 if ttl is not None:
                     st.quota_ttl = _timestamp(ttl)
