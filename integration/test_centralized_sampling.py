@@ -12,7 +12,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from xray_testing import ROOT, agent_env, free_port, http_get, stop, validate, wait_http, xray_run
+from xray_testing import (
+    BIN,
+    ROOT,
+    agent_env,
+    free_port,
+    http_get,
+    stop,
+    validate,
+    wait_http,
+    xray_run,
+)
 
 APPS = ROOT / "integration" / "apps"
 PY = sys.executable
@@ -265,6 +275,30 @@ def test_configured_local_rules_are_the_fallback(daemon):
         assert sorted(sampled) == [f"/yes{i}" for i in range(5)]
     finally:
         stop(p)
+
+
+def test_each_prefork_worker_polls_with_its_own_client_id(daemon):
+    api = FakeSamplingAPI(rules=[rule("all", 10, 1.0, 0), rule("Default", 10000, 0.05, 1)],
+                          targets={"all": {"FixedRate": 1.0, "ReservoirQuota": 0}})
+    port = free_port()
+    cmd = [str(BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "--workers", "2", "--preload",
+           "plainapp:app"]
+    p = subprocess.Popen(xray_run(*cmd), cwd=APPS, env=centralized_env(daemon, api.port),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, "/warmup", proc=p)
+        pids, clients = set(), set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 or len(clients) < 2:
+            assert time.monotonic() < deadline, (pids, clients)
+            pids.add(http_get(port, "/pid")[2])
+            with api.cond:
+                clients = {d["ClientID"] for d in api.stats}
+            time.sleep(0.05)
+        assert len(clients) == 2 and all(re.fullmatch(r"[0-9a-f]{24}", c) for c in clients)
+    finally:
+        stop(p)
+        api.close()
 
 
 def test_local_mode_never_asks_the_proxy(daemon):
