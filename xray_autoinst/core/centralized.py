@@ -317,7 +317,6 @@ class CentralizedSampler:
         self.timeout = timeout
         self._post = post  # None: HTTP to the proxy (no closure over self: see _run)
         self._clock = clock or _time
-        self._rand = random.Random(os.urandom(16)).random
         # rules: swapped whole by the poller; sample() only reads these
         self.rules: tuple = ()
         self.rules_fetched = 0.0  # when the rules were last fetched (0: never)
