@@ -324,10 +324,12 @@ class CentralizedSampler:
         self._by_service = (None, None, ())  # (rules, service name, the rules for it)
         self._closed = False
         self._init_process()
+        _samplers.add(self)
 
     # -- per process ---------------------------------------------------------------------------
     def _init_process(self):
         self._pid = _getpid()
+        self._pid_check_at = 0.0
         self.client_id = os.urandom(12).hex()
         self._rand = random.Random(os.urandom(16)).random
         self._start_lock = threading.Lock()
@@ -358,13 +360,18 @@ class CentralizedSampler:
 
     # -- the request path ----------------------------------------------------------------------
     def sample(self, host=None, method=None, path=None) -> bool:
-        if self._pid != _getpid():
-            self.reset()
+        # os.getpid() is a system call (0.3-0.5 us here): a forked child is told by the fork
+        # hooks (os.register_at_fork, uWSGI's post-fork hook -> reset()); the PID is checked
+        # here at most once a second as well, for C forks nothing told us about
+        now = self._clock()
+        if now >= self._pid_check_at:
+            self._pid_check_at = now + 1.0
+            if self._pid != _getpid():
+                self.reset()
         if self._thread is None and not self._closed:
             self._start()
         rules = self.rules
         if rules:
-            now = self._clock()
             if now - self.last_answer < RULES_TTL:
                 service = self._service_name()
                 cached_rules, cached_service, mine = self._by_service
@@ -570,3 +577,18 @@ def _run(ref, wake):
         del sampler
         wake.wait(wait)
         wake.clear()
+
+
+_samplers: weakref.WeakSet = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for sampler in list(_samplers):
+        try:
+            sampler.reset()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
