@@ -211,3 +211,30 @@ def test_sampling_proxy_answers_from_local_rules(tmp_path):
         assert "XRAY_SAMPLING_RULES: version=9 is not supported" in bad.log()
     finally:
         assert bad.stop() == 0
+
+
+def test_the_agents_centralized_sampling_uses_the_proxy(tmp_path):
+    """An app under xray-run (centralized sampling, the default) takes its rules from the
+    daemon: here 'sample everything', where X-Ray's default rule would keep about 1 a second."""
+    rules = {"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 1.0}}
+    d = Daemon(tmp_path, env=base_env(XRAY_SAMPLING_RULES=json.dumps(rules)))
+    port = free_port()
+    env = base_env(AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{d.port}", XRAY_SERVICE_NAME="polled",
+                   XRAY_AUTOINST_SAMPLING_POLL="0.2")
+    app = subprocess.Popen(xray_run(sys.executable, str(APPS / "plainapp.py"), str(port)),
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, "/pid", proc=app)  # the first sample() starts the poller
+        d.wait_counter("sampling_requests", 2)  # GetSamplingRules, then SamplingTargets
+        time.sleep(0.5)
+        before = d.counters()["received"]
+        for _ in range(8):
+            assert http_get(port, "/orders")[0] == 200
+        d.wait_counter("received", before + 8)
+    finally:
+        stop(app)
+    try:
+        orders = [t for t in d.view_json("traces") if t["url"].endswith("/orders")]
+        assert len(orders) == 8 and {t["service"] for t in orders} == {"polled"}
+    finally:
+        assert d.stop() == 0
