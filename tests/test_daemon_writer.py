@@ -29,7 +29,7 @@ def test_serve_writes_batches_and_reports(tmp_path):
     frames.write_bytes(frame([row(1), row(2)]) + frame([row(3)]) + struct.pack(">I", 0)
                        + frame([row(4)]))  # nothing after the stop frame is read
     out = io.BytesIO()
-    with open(frames, "rb") as inp:
+    with open(frames, "rb", buffering=0) as inp:
         assert serve(path, 2, 1 << 30, inp, out) == 0
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert lines[0]["ready"] is True

@@ -28,7 +28,8 @@ log = logging.getLogger("xray_autoinst.daemon")
 
 _FRAME = struct.Struct(">I")
 REPORT_EVERY = 0.2  # seconds between counter lines while busy
-EVICT_EVERY = 1.0  # seconds between store bound checks
+EVICT_EVERY = 1.0  # seconds between store bound checks while busy
+IDLE_AFTER = 0.1  # seconds without a frame: check the bounds and report now
 
 
 def _emit(out, payload: dict) -> None:
@@ -39,7 +40,20 @@ def _emit(out, payload: dict) -> None:
         pass
 
 
+def _read_exactly(inp, size: int) -> bytes:
+    """``size`` bytes from an unbuffered stream (fewer only at end of input)."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = inp.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def serve(store_path: str, max_traces: int, max_bytes: int, inp, out) -> int:
+    """Write the frames read from ``inp`` (unbuffered: select() must see what is pending)."""
     from xray_autoinst.daemon.store import Store
 
     try:
@@ -51,19 +65,42 @@ def serve(store_path: str, max_traces: int, max_bytes: int, inp, out) -> int:
     stored = errors = 0
     _emit(out, {"ready": True, "stored": 0, "store_errors": 0, "evicted": 0, **counts})
     last_report = last_evict = time.monotonic()
-    dirty = False
+    dirty = reported = False
     fd = inp.fileno()
+
+    def bound_and_count() -> dict:
+        try:
+            store.evict()
+            return {"traces": store.count_traces(), "documents": store.count_documents()}
+        except Exception as exc:
+            log.error("store: eviction failed: %s", exc)
+            return counts
+
     while True:
-        head = inp.read(_FRAME.size)
+        # Busy: check the bounds once a second. Idle for a moment: check them and report,
+        # then block until the next frame.
+        if dirty or not reported:
+            if not select.select([fd], [], [], IDLE_AFTER)[0]:
+                if dirty:
+                    counts = bound_and_count()
+                    last_evict = time.monotonic()
+                    dirty = False
+                _emit(out, {"stored": stored, "store_errors": errors, "evicted": store.evicted,
+                            **counts})
+                last_report = time.monotonic()
+                reported = True
+                continue
+        head = _read_exactly(inp, _FRAME.size)
         if len(head) < _FRAME.size:
             break
         (size,) = _FRAME.unpack(head)
         if size == 0:
             break
-        frame = inp.read(size)
+        frame = _read_exactly(inp, size)
         if len(frame) < size:
             break
         rows = pickle.loads(frame)
+        reported = False
         try:
             store.write(rows)
             stored += len(rows)
@@ -73,22 +110,16 @@ def serve(store_path: str, max_traces: int, max_bytes: int, inp, out) -> int:
             if errors == len(rows) or errors % 10000 < len(rows):
                 log.error("store: cannot write %d documents: %s", len(rows), exc)
         now = time.monotonic()
-        idle = not select.select([fd], [], [], 0)[0]
-        if dirty and (idle or now - last_evict >= EVICT_EVERY):
-            try:
-                store.evict()
-                counts = {"traces": store.count_traces(), "documents": store.count_documents()}
-            except Exception as exc:
-                log.error("store: eviction failed: %s", exc)
+        if dirty and now - last_evict >= EVICT_EVERY:
+            counts = bound_and_count()
             last_evict = now
             dirty = False
-        if idle or now - last_report >= REPORT_EVERY:
+        if now - last_report >= REPORT_EVERY:
             _emit(out, {"stored": stored, "store_errors": errors, "evicted": store.evicted,
                         **counts})
             last_report = now
+    counts = bound_and_count()
     try:
-        store.evict()
-        counts = {"traces": store.count_traces(), "documents": store.count_documents()}
         store.close()
     except Exception as exc:
         log.error("store: close failed: %s", exc)
@@ -109,7 +140,8 @@ def main(argv=None) -> int:
     from xray_autoinst.daemon.cli import setup_logging
 
     setup_logging(args.log_level)
-    return serve(args.store, args.max_traces, args.max_bytes, sys.stdin.buffer, sys.stdout.buffer)
+    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as inp:
+        return serve(args.store, args.max_traces, args.max_bytes, inp, sys.stdout.buffer)
 
 
 class WriterProcess:
