@@ -224,3 +224,23 @@ def test_a_raising_patcher_leaves_imports_and_the_app_working(tmp_path):
     assert "failed: RuntimeError: injected patcher failure" in proc.stdout
     warnings = [ln for ln in proc.stderr.splitlines() if "could not be applied" in ln]
     assert len(warnings) == 2  # one per integration, once
+
+
+def test_sigterm_with_default_disposition_still_sends_the_last_requests(daemon):
+    """A plain `python app.py` (wsgiref) killed by SIGTERM right after its last request."""
+    import signal
+
+    port = free_port()
+    p = subprocess.Popen(xray_run(PY, str(APPS / "plainapp.py"), str(port)),
+                         env=agent_env(daemon), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, "/warmup", proc=p)
+        for i in range(5):
+            assert http_get(port, f"/last{i}")[0] == 200
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == -signal.SIGTERM  # it still dies of the signal
+    finally:
+        stop(p)
+    urls = [d["http"]["request"]["url"] for d in daemon.wait(6, timeout=5)]
+    assert all(any(u.endswith(f"/last{i}") for u in urls) for i in range(5)), urls

@@ -289,11 +289,8 @@ _configured = False
 
 
 def get_tracer() -> Tracer:
-    global _configured
     if not _configured:
-        _configured = True
-        tracer.configure(_config.from_env())
-        atexit.register(tracer.shutdown)
+        install(_config.from_env())
     return tracer
 
 
@@ -315,6 +312,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=after_fork_in_child)
 
 
+def _on_sigterm(signum, frame):
+    """SIGTERM with Python's default disposition ends the process at once, skipping atexit:
+    send what is queued first, then die of the same signal, as without the agent."""
+    import signal
+
+    try:
+        tracer.shutdown(timeout=1.0)
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _flush_on_sigterm() -> None:
+    """Only where SIGTERM still has its default disposition (servers such as gunicorn and
+    uWSGI install their own handlers and exit through atexit), and only from the main thread."""
+    try:
+        import signal
+
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
+        pass
+
+
 def install(cfg: _config.Config, emitter=None) -> Tracer:
     global _configured
     first = not _configured
@@ -322,4 +343,5 @@ def install(cfg: _config.Config, emitter=None) -> Tracer:
     tracer.configure(cfg, emitter)
     if first:
         atexit.register(tracer.shutdown)
+        _flush_on_sigterm()
     return tracer
