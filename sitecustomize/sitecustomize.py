@@ -6,10 +6,26 @@ import os
 import sys
 
 
+def _xray_autoinst_meant_for_us():
+    """Is this the Python installation the launcher prepared?"""
+    expect = os.environ.get("XRAY_AUTOINST_EXPECT")
+    if expect is None:
+        return False
+    if expect:  # the Python launcher recorded sys.prefix and version
+        here = "%s|%d.%d" % (sys.prefix, sys.version_info[0], sys.version_info[1])
+        return expect == here
+    # the shell launcher: act where `import xray_autoinst` finds this very package, i.e. where
+    # the site-packages holding it is on sys.path
+    site_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             os.pardir, os.pardir))
+    for entry in sys.path:
+        if entry and os.path.realpath(entry) == site_dir:
+            return True
+    return False
+
+
 def _xray_autoinst_start():
-    expect = os.environ.get("XRAY_AUTOINST_EXPECT", "")
-    here = "%s|%d.%d" % (sys.prefix, sys.version_info[0], sys.version_info[1])
-    if expect != here:
+    if not _xray_autoinst_meant_for_us():
         return
     for var in ("XRAY_ENABLED", "AWS_XRAY_SDK_ENABLED"):
         if os.environ.get(var, "").strip().lower() in ("false", "0", "no", "off"):

@@ -32,10 +32,10 @@ def main(argv=None):
 
         sys.stdout.write("xray-autoinst %s\n" % __version__)
         return 0
-    if cmd == "run":
+    if cmd in ("run", "_xray-run"):  # _xray-run: the shell launcher handing over
         from .launcher import main as run
 
-        return run(rest, prog="xray-autoinst run")
+        return run(rest, prog="xray-run" if cmd == "_xray-run" else "xray-autoinst run")
     if cmd == "check":
         from .check import main as check
 
