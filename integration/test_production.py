@@ -39,7 +39,7 @@ def test_requests_across_four_preloaded_workers_give_distinct_segments(daemon):
         daemon.clear()
         n = 60
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda i: http_get(port, f"/pid?{i}"), range(n)))
+            results = list(pool.map(lambda i: http_get(port, "/pid?0.02"), range(n)))
         pids = {body for _s, _h, body in results}
         assert len(pids) >= 2, "the load did not reach several workers"
         docs = daemon.wait(n)

@@ -7,7 +7,6 @@ import sys
 
 from . import config as _config
 from . import importhook
-from . import log as _log
 from .registry import APPEARING, INTEGRATIONS
 
 # integration name -> "patched" | "failed: ..." | "disabled"
@@ -27,9 +26,13 @@ def start(environ=None):
     global _config_obj
     cfg = _config.from_env(environ)
     _config_obj = cfg
-    _log.configure(cfg.log_level)
-    for problem in cfg.problems:
-        _log.get().warning("%s", problem)
+    if cfg.problems or cfg.log_level != "warning":
+        # logging is imported only when there is something to log (or a level to set)
+        from . import log as _log
+
+        _log.configure(cfg.log_level)
+        for problem in cfg.problems:
+            _log.get().warning("%s", problem)
     if not cfg.enabled:
         return cfg
     for name, (targets, _patcher, _dist) in INTEGRATIONS.items():
@@ -87,6 +90,8 @@ def _apply(name):
         module.patch()
         status[name] = "patched"
     except Exception as exc:  # noqa: BLE001 - never break the application's import
+        from . import log as _log
+
         status[name] = f"failed: {type(exc).__name__}: {exc}"
         _log.get().warning(
             "instrumentation %r could not be applied and is off (%s: %s); the application "

@@ -10,7 +10,7 @@ import time
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _last: dict = {}
-_level = "WARNING"
+_level = None  # None: XRAY_LOG_LEVEL as parsed by the bootstrap, else WARNING
 _logger = None
 
 
@@ -19,6 +19,14 @@ def configure(level: str = "warning") -> None:
     _level = level.upper()
     if _logger is not None:
         _logger.setLevel(_level)
+
+
+def _configured_level():
+    if _level is not None:
+        return _level
+    boot = sys.modules.get("xray_autoinst.bootstrap")
+    cfg = getattr(boot, "_config_obj", None)
+    return cfg.log_level.upper() if cfg is not None else "WARNING"
 
 
 def get():
@@ -33,7 +41,7 @@ def get():
             handler.setFormatter(logging.Formatter("xray-autoinst: %(levelname)s: %(message)s"))
             logger.addHandler(handler)
             logger.propagate = False
-        logger.setLevel(_level)
+        logger.setLevel(_configured_level())
         _logger = logger
     return _logger
 

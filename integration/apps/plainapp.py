@@ -24,6 +24,12 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slow"]
     if path == "/pid":
+        try:  # /pid?SECONDS holds the worker a little, so that load spreads over workers
+            import time
+
+            time.sleep(min(float(environ.get("QUERY_STRING") or 0), 1.0))
+        except ValueError:
+            pass
         body = str(os.getpid()).encode()
         start_response("200 OK", [("Content-Type", "text/plain"),
                                   ("Content-Length", str(len(body)))])
