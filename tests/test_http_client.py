@@ -453,8 +453,8 @@ def test_context_missing_call_leaves_agent_threads_alone(server, patched):
 # -- never break the application ---------------------------------------------------------------
 @pytest.mark.parametrize(
     "helper",
-    ["begin_exchange", "inject_header", "end_exchange", "connect_begin", "connect_end",
-     "send_failed"],
+    ["begin_exchange", "_inject", "end_exchange", "connect_begin", "connect_end",
+     "send_failed", "attach_phases", "_url", "_server"],
 )
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
@@ -483,7 +483,7 @@ def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeyp
 def test_unpatch_restores_everything(server):
     original = socket.getaddrinfo
     methods = {k: http.client.HTTPConnection.__dict__[k]
-               for k in ("putrequest", "endheaders", "getresponse", "connect")}
+               for k in ("endheaders", "getresponse", "connect")}
     http_client.patch()
     http_urllib3.patch()
     assert socket.getaddrinfo is not original

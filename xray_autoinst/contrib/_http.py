@@ -3,10 +3,11 @@ the botocore one: one subsegment per request/response exchange, the connection p
 connection, trace header injection, and telling the agent's own traffic apart.
 
 The exchange
-    begins when ``putrequest`` has succeeded (``request``, ``urllib.request``, urllib3 and
-    requests all go through it), is kept on the connection object -- never made the current
-    entity, so nothing the application does meanwhile nests under it -- and ends when
-    ``getresponse`` returns or fails, or when sending the request fails.
+    begins at ``endheaders``, when the request line and headers written by ``putrequest`` and
+    ``putheader`` are about to be sent (``request``, ``urllib.request``, urllib3 and requests
+    all go through them), before any connection is opened; it is kept on the connection
+    object -- never made the current entity, so nothing the application does meanwhile nests
+    under it -- and ends when ``getresponse`` returns or fails, or when sending fails.
 
 The connection phases
     are timed by the outermost ``connect`` of a connection: ``dns`` is the ``socket.getaddrinfo``
@@ -36,17 +37,25 @@ import time
 from .. import config as _config
 from .. import log as _log
 from ..core import tracer as _tracer_mod
+from ..core import wrapping
 from ..core.entities import Subsegment, clip
 from ..core.urls import clean_url, redact_query
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
-_TRACE_HEADER_LINE = b"x-amzn-trace-id:"
+_TRACE_HEADER_LINE = b"\nx-amzn-trace-id:"
 _TRACE_HEADER_PREFIX = b"X-Amzn-Trace-Id: "
 _STATE = "_HTTPConnection__state"  # http.client's request state, name-mangled
 _REQ_STARTED = "Request-started"  # http.client._CS_REQ_STARTED: putheader is allowed
-SUB = "_xray_autoinst_sub"  # the open exchange subsegment, on the connection
+# State kept on connections, as attributes whose class defaults (None) are set on
+# http.client.HTTPConnection while patched. Never through ``conn.__dict__``: reading an
+# instance's ``__dict__`` makes CPython 3.11+ give up its compact attribute storage for that
+# object, and every attribute access http.client makes on the connection afterwards is slower
+# (about 10 000 more instructions per request, measured with callgrind).
+SUB = "_xray_autoinst_sub"  # the open exchange subsegment
 PHASES = "_xray_autoinst_phases"  # phases of a connect that preceded its exchange
+ORIGIN = "_xray_autoinst_origin"  # (tunnel host, name, "scheme://host[:port]"), cached
 INTERNAL = "_xray_autoinst_internal"  # on a thread or a connection: the agent's own traffic
+CONN_DEFAULTS = {SUB: None, PHASES: None, ORIGIN: None, INTERNAL: False}
 
 _time = time.time
 _current = _tracer_mod.current_entity
@@ -77,21 +86,32 @@ _LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "localhost.localdomain")
 
 def mark_internal(conn) -> None:
     """Mark an HTTP connection as the agent's own: it is never recorded nor given a header."""
-    conn.__dict__[INTERNAL] = True
+    conn._xray_autoinst_internal = True
 
 
 def is_agent_traffic(conn, tracer, cur=None) -> bool:
     """The daemon's address (its sampling proxy), a connection marked with mark_internal,
     work under ``internal``, or (outside any request) a thread the agent flags as its own."""
-    host, port = tracer.config.tcp_address
-    if conn.port == port:
-        target = conn.host
-        if target == host or (target in _LOOPBACK and host in _LOOPBACK):
-            return True
-    if conn.__dict__.get(INTERNAL) or internal.get():
+    if _server(conn, tracer)[3] or conn._xray_autoinst_internal or internal.get():
         return True
     # the agent's threads never carry a request's context (ctx_threading leaves them alone)
     return cur is None and getattr(threading.current_thread(), INTERNAL, False)
+
+
+def replace_method(owner, name, make) -> bool:
+    """Install ``make(original)`` as ``owner.name``, marked as ``core.wrapping``'s wrappers are
+    (``wrapping.unwrap`` restores it; the registry contract sees it). For the per-request hot
+    path: a replacement with the original's own signature costs ~0.1 us a call where the
+    generic ``(wrapped, instance, args, kwargs)`` wrapper costs ~1.4 us (bound method, argument
+    packing; measured on http.client's endheaders and getresponse). False if already done."""
+    raw = owner.__dict__.get(name)
+    if raw is None or wrapping.is_wrapped(raw):
+        return False
+    replacement = make(raw)
+    functools.update_wrapper(replacement, raw)
+    replacement.__dict__[wrapping.MARK] = raw
+    setattr(owner, name, replacement)
+    return True
 
 
 # -- names and URLs ------------------------------------------------------------------------------
@@ -125,18 +145,16 @@ def _hostport_of(url: str):
     return scheme.lower(), host
 
 
-_ORIGIN = "_xray_autoinst_origin"  # (tunnel host, name, "scheme://host[:port]"), cached
-
-
-def _origin(conn):
-    """(subsegment name, ``scheme://host[:port]``) of the server behind ``conn``."""
-    d = conn.__dict__
-    tunnel = d.get("_tunnel_host")
-    cached = d.get(_ORIGIN)
-    if cached is not None and cached[0] == tunnel:
-        return cached[1], cached[2]
+def _server(conn, tracer):
+    """(tunnel host, subsegment name, ``scheme://host[:port]``, is the daemon's address,
+    config) of the server behind ``conn``, cached on the connection."""
+    tunnel = getattr(conn, "_tunnel_host", None)
+    cached = conn._xray_autoinst_origin
+    cfg = tracer.config
+    if cached is not None and cached[0] == tunnel and cached[4] is cfg:
+        return cached
     host = tunnel or conn.host
-    port = (d.get("_tunnel_port") if tunnel else None) or conn.port
+    port = (getattr(conn, "_tunnel_port", None) if tunnel else None) or conn.port
     if "@" in host:  # never keep userinfo, even one smuggled into the host
         host = host[host.rfind("@") + 1 :]
     default = conn.default_port
@@ -144,36 +162,41 @@ def _origin(conn):
         "[" + host + "]" if ":" in host else host)
     if port and port != default:
         origin += ":%d" % port
-    name = _name(host)
-    d[_ORIGIN] = (tunnel, name, origin)
-    return name, origin
+    daemon_host, daemon_port = cfg.tcp_address
+    daemon = not tunnel and conn.port == daemon_port and (
+        conn.host == daemon_host or (conn.host in _LOOPBACK and daemon_host in _LOOPBACK))
+    cached = conn._xray_autoinst_origin = (tunnel, _name(host), origin, daemon, cfg)
+    return cached
 
 
-def _target(conn, path, secret_keys):
-    """(subsegment name, recorded URL) of the request ``path`` sent on ``conn``: no userinfo,
-    secret query values redacted, no fragment, at most 250 characters."""
+def _url(origin, path, secret_keys):
+    """The URL recorded for the request ``path`` sent to ``origin``: no userinfo, secret query
+    values redacted, no fragment, at most 250 characters."""
     if path[:1] == "/":
-        name, origin = _origin(conn)
-        cut = path.find("#")
-        if cut >= 0:
-            path = path[:cut]
         q = path.find("?")
         if q >= 0:
-            path = path[: q + 1] + redact_query(path[q + 1 :], secret_keys)
-        url = origin + path
-        return name, url if len(url) <= 250 else clip(url)
+            query = path[q + 1 :]
+            cut = query.find("#")
+            if cut >= 0:
+                query = query[:cut]
+            url = origin + path[: q + 1] + redact_query(query, secret_keys)
+        else:
+            cut = path.find("#")
+            url = origin + (path if cut < 0 else path[:cut])
+        return url if len(url) <= 250 else clip(url)
     if path[:7].lower() == "http://" or path[:8].lower() == "https://":  # to a forward proxy
-        return _name(_hostport_of(path)[1]), clean_url(path, secret_keys)
-    name, origin = _origin(conn)  # "*" (OPTIONS) or a path without its slash
-    return name, clean_url(origin + "/" + path, secret_keys)
+        return clean_url(path, secret_keys)
+    return clean_url(origin + "/" + path, secret_keys)  # "*" (OPTIONS), a path without "/"
 
 
 # -- the exchange ------------------------------------------------------------------------------
-def begin_exchange(conn, method, path, start) -> None:
-    """Called once ``putrequest`` has succeeded on ``conn``."""
-    d = conn.__dict__
-    stale = d.pop(SUB, None)
-    pending = d.pop(PHASES, None)
+def begin_exchange(conn) -> None:
+    """At ``endheaders``: begin the exchange of the request whose headers are about to be sent
+    on ``conn`` and add the trace header to them."""
+    stale = conn._xray_autoinst_sub
+    pending = conn._xray_autoinst_phases
+    if stale is not None or pending is not None:
+        conn._xray_autoinst_sub = conn._xray_autoinst_phases = None
     tracer = get_tracer()
     if stale is not None:  # the previous exchange was abandoned without a response
         tracer.end_subsegment(stale)
@@ -183,55 +206,78 @@ def begin_exchange(conn, method, path, start) -> None:
     if cur is None:
         if tracer.context_missing == "ignore":
             return
-    elif not cur.sampled:
-        return
-    elif cur.namespace == "aws":  # the AWS call is the node; its phases go under it
-        if pending is not None and pending.entity is cur:
+    elif not cur.sampled or cur.namespace == "aws":
+        # unsampled: Sampled=0 goes on; inside an AWS call: that call is the node, the
+        # phases of a connection it opened go under it
+        if is_agent_traffic(conn, tracer, cur):
+            return
+        if pending is not None and pending.entity is cur and cur.sampled:
             attach_phases(tracer, cur, pending, None)
+        _inject(conn, tracer.outgoing_header(None))
         return
-    if is_agent_traffic(conn, tracer, cur):
-        return
-    if not isinstance(path, str):
-        path = path.decode("latin-1") if isinstance(path, (bytes, bytearray)) else str(path)
-    name, url = _target(conn, path, tracer.config.redact_query_params)
-    sub = tracer.begin_subsegment(name, "remote")
-    if sub is None:
-        return
-    _current.set(cur)  # the exchange is never the current entity
-    if not isinstance(method, str):
-        method = str(method)
-    sub.http = {"request": {"method": method[:250], "url": url}}
+    server = _server(conn, tracer)
+    if server[3] or conn._xray_autoinst_internal or internal.get() or (
+            cur is None and getattr(threading.current_thread(), INTERNAL, False)):
+        return  # the agent's own traffic (see is_agent_traffic)
+    buf = getattr(conn, "_buffer", None)
+    method = getattr(conn, "_method", None)
+    if not buf or not isinstance(method, str):
+        return  # no request line: not a request being written by putrequest
+    cfg = tracer.config
+    key = (server[2], buf[0])  # the request line: b"METHOD target HTTP/1.1"
+    if _requests["config"] is cfg:
+        known = _requests.get(key)
+    else:
+        _requests.clear()
+        _requests["config"] = cfg
+        known = None
+    if known is None:
+        known = _request(server, buf[0], method, cfg.redact_query_params)
+        if len(_requests) > REQUESTS_CACHED:
+            _requests.clear()
+            _requests["config"] = cfg
+        _requests[key] = known
+    name, request = known
+    if cur is not None:  # what tracer.begin_subsegment does, without making it current
+        sub = Subsegment(name, cur, "remote")
+    else:
+        sub = tracer.begin_subsegment(name, "remote")  # XRAY_CONTEXT_MISSING decides
+        if sub is None:
+            return
+        _current.set(None)  # the exchange is never the current entity
+    sub.http = {"request": request.copy()}
     if pending is not None and pending.entity is cur:
         sub.start_time = pending.start
         attach_phases(tracer, sub, pending, None)
-    else:
-        sub.start_time = start
-    d[SUB] = sub
+    conn._xray_autoinst_sub = sub
+    _inject(conn, tracer.outgoing_header(sub))
 
 
-def inject_header(conn) -> None:
-    """Add ``X-Amzn-Trace-Id`` to the request being written on ``conn`` (before
-    ``endheaders``) unless the caller set one."""
-    tracer = get_tracer()
-    if not tracer.enabled:
-        return
-    d = conn.__dict__
-    sub = d.get(SUB)
-    if sub is None:
-        cur = _current.get()
-        if cur is None or is_agent_traffic(conn, tracer, cur):
-            return
-        value = tracer.outgoing_header(None)  # unsampled (Sampled=0) or inside an AWS call
-    else:
-        value = tracer.outgoing_header(sub)
+# (origin, request line) -> (name, http.request): what a request line records, computed once
+# for a request line seen again (a client calling the same URLs); bounded.
+REQUESTS_CACHED = 1024
+_requests: dict = {"config": None}
+
+
+def _request(server, line, method, secret_keys):
+    path = line[len(method) + 1 : line.rfind(b" ")].decode("ascii", "replace")
+    name = server[1]
+    if path[:1] != "/" and "://" in path:  # absolute form, to a forward proxy
+        name = _name(_hostport_of(path)[1])
+    return name, {"method": method if len(method) <= 250 else method[:250],
+                  "url": _url(server[2], path, secret_keys)}
+
+
+def _inject(conn, value) -> None:
+    """Add ``X-Amzn-Trace-Id: value`` to the headers being written unless the caller set one."""
     if value is None:
         return
-    buf = d.get("_buffer")
-    if buf is not None:
-        for line in buf:
-            if line[:16].lower() == _TRACE_HEADER_LINE:
-                return
-        if d.get(_STATE) == _REQ_STARTED:
+    buf = getattr(conn, "_buffer", None)
+    if buf:
+        # buf[0] is the request line: every header line follows a newline
+        if _TRACE_HEADER_LINE in b"\n".join(buf).lower():
+            return
+        if getattr(conn, _STATE, None) == _REQ_STARTED:
             # what putheader would append; the value is ASCII by construction
             buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
             return
@@ -239,18 +285,18 @@ def inject_header(conn) -> None:
 
 
 def end_exchange(conn, response=None, exc=None) -> None:
-    sub = conn.__dict__.pop(SUB, None)
+    sub = conn._xray_autoinst_sub
     if sub is None:
         return
+    conn._xray_autoinst_sub = None
     try:
         if exc is None:
             status = response.status
-            resp = {"status": status}
             length = getattr(response, "length", None)
-            if length is not None:
-                resp["content_length"] = length
-            sub.http["response"] = resp
-            sub.set_status(status)
+            sub.http["response"] = {"status": status} if length is None else {
+                "status": status, "content_length": length}
+            if status >= 400:
+                sub.set_status(status)
         else:
             record_exception(sub, exc)
     finally:
@@ -266,7 +312,7 @@ def send_failed(conn, exc) -> None:
     if (
         isinstance(exc, OSError)
         and exc.errno in _SALVAGED
-        and "_response_options" in conn.__dict__
+        and hasattr(conn, "_response_options")
     ):
         return
     end_exchange(conn, exc=exc)
@@ -286,7 +332,7 @@ def record_exception(sub, exc, remote=True) -> None:
 
 
 def has_exchange(conn) -> bool:
-    return SUB in conn.__dict__
+    return getattr(conn, SUB, None) is not None
 
 
 # -- connection phases -------------------------------------------------------------------------
@@ -313,7 +359,7 @@ def connect_begin(conn, tls):
     if not tracer.enabled:
         return None
     cur = _current.get()
-    if SUB not in conn.__dict__:
+    if getattr(conn, SUB, None) is None:
         if cur is None:
             if tracer.context_missing in ("ignore", "log"):
                 return None
@@ -340,7 +386,7 @@ def connect_end(conn, started, exc=None) -> None:
     except ValueError:  # ended in another context
         _recording.set(None)
     tracer = get_tracer()
-    sub = conn.__dict__.get(SUB)
+    sub = getattr(conn, SUB, None)
     if sub is not None:  # connected lazily while the request was being written
         attach_phases(tracer, sub, rec, exc)
         return
@@ -351,16 +397,16 @@ def connect_end(conn, started, exc=None) -> None:
     if not state["exchanges"]:
         return
     if exc is None:
-        conn.__dict__[PHASES] = rec  # for the exchange about to begin on this connection
+        conn._xray_autoinst_phases = rec  # for the exchange about to begin on this connection
         return
     # a connect that failed before any request was written: that attempt is an exchange
-    name, url = _target(conn, "/", ())
-    failed = tracer.begin_subsegment(name, "remote")
+    server = _server(conn, tracer)
+    failed = tracer.begin_subsegment(server[1], "remote")
     if failed is None:
         return
     _current.set(cur)
     failed.start_time = rec.start
-    failed.http = {"request": {"url": url}}
+    failed.http = {"request": {"url": server[2] + "/"}}
     attach_phases(tracer, failed, rec, exc)
     record_exception(failed, exc)
     tracer.end_subsegment(failed, end_time=rec.end)
@@ -419,17 +465,30 @@ def _timed_getaddrinfo(*args, **kwargs):
         rec.dns_end = _time()
 
 
-def install_dns_hook(user: str) -> None:
-    """Time ``socket.getaddrinfo`` during recorded connects (shared by the HTTP patchers)."""
-    if not _dns["users"] and socket.getaddrinfo is not _timed_getaddrinfo:
-        original = socket.getaddrinfo
-        _dns["original"] = original
-        functools.update_wrapper(_timed_getaddrinfo, original)
-        socket.getaddrinfo = _timed_getaddrinfo
+def install(user: str) -> None:
+    """Shared by the HTTP patchers: the connection attributes' class defaults on
+    ``http.client.HTTPConnection`` and the ``socket.getaddrinfo`` hook timing ``dns``."""
+    import http.client as client  # (the "as" form works inside http.client's import hook)
+
+    if not _dns["users"]:
+        for attr, value in CONN_DEFAULTS.items():
+            setattr(client.HTTPConnection, attr, value)
+        if socket.getaddrinfo is not _timed_getaddrinfo:
+            original = socket.getaddrinfo
+            _dns["original"] = original
+            functools.update_wrapper(_timed_getaddrinfo, original)
+            socket.getaddrinfo = _timed_getaddrinfo
     _dns["users"].add(user)
 
 
-def remove_dns_hook(user: str) -> None:
+def uninstall(user: str) -> None:
+    import http.client as client
+
     _dns["users"].discard(user)
-    if not _dns["users"] and socket.getaddrinfo is _timed_getaddrinfo:
+    if _dns["users"]:
+        return
+    if socket.getaddrinfo is _timed_getaddrinfo:
         socket.getaddrinfo = _dns["original"]
+    for attr in CONN_DEFAULTS:
+        if attr in client.HTTPConnection.__dict__:
+            delattr(client.HTTPConnection, attr)

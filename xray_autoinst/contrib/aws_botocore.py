@@ -102,10 +102,12 @@ def _inject_header(request=None, **_kwargs):
 
 
 def _ensure_handler(client):
-    if client.__dict__.get(_EVENTS_MARK):
+    # an attribute with a class default: a missing one would go through BaseClient.__getattr__
+    # (an event emitted per lookup), and reading __dict__ slows every attribute access after
+    if client._xray_autoinst_events:
         return
     client.meta.events.register_first("before-send", _inject_header, unique_id=_HANDLER_ID)
-    client.__dict__[_EVENTS_MARK] = True
+    client._xray_autoinst_events = True
 
 
 def _begin(client, args, kwargs):
@@ -278,6 +280,7 @@ def patch():
     _state["client_error"] = exceptions.ClientError
     _state["remote"] = (exceptions.ClientError, exceptions.HTTPClientError,
                         exceptions.ConnectionError)
+    target.BaseClient._xray_autoinst_events = False
     wrapping.wrap(target.BaseClient, "_make_api_call", _traced_make_api_call)
     _state["patched"] = True
     target._xray_autoinst_patched = True
@@ -291,5 +294,7 @@ def unpatch():
     if not getattr(target, "_xray_autoinst_patched", False):
         return
     wrapping.unwrap(target.BaseClient, "_make_api_call")
+    if _EVENTS_MARK in target.BaseClient.__dict__:
+        del target.BaseClient._xray_autoinst_events
     _state["patched"] = False  # handlers left on existing clients do nothing
     target._xray_autoinst_patched = False

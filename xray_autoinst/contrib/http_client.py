@@ -1,18 +1,22 @@
 """http.client (and so urllib.request, urllib3, requests): one ``remote`` subsegment per
 request/response exchange, named after the host, with the trace header injected.
 
-Wrapped on ``http.client.HTTPConnection``: ``putrequest`` (the exchange begins once it has
-succeeded), ``endheaders`` (the ``X-Amzn-Trace-Id`` header is added unless the caller set one;
-a failure to send ends the exchange with ``fault``), ``getresponse`` (the exchange ends with the
-status, or with ``fault`` and the cause); and ``connect`` on both connection classes for the
-``connect``/``dns``/``dial``/``tls`` phases of new connections. See ``_http`` for the details.
+On ``http.client.HTTPConnection``: ``endheaders`` begins the exchange (the request line and
+headers are complete; a connection is opened lazily inside it) and adds ``X-Amzn-Trace-Id``
+unless the caller set one, a failure to send ends the exchange with ``fault``; ``getresponse``
+ends it with the status, or with ``fault`` and the cause; ``connect`` (on both connection
+classes) times the ``connect``/``dns``/``dial``/``tls`` phases of new connections. See
+``_http`` for the details.
+
+``endheaders`` and ``getresponse`` run on every request, so their replacements keep the
+originals' signatures (``_http.replace_method``) rather than going through the generic
+``(wrapped, instance, args, kwargs)`` wrapper; the discipline is the same: the original is
+called exactly once, outside any instrumentation ``try``, its result and exception untouched.
 """
 
 from __future__ import annotations
 
 from . import _http
-
-_time = _http._time
 
 
 def get_version():
@@ -21,50 +25,44 @@ def get_version():
     return platform.python_version()
 
 
-def _traced_putrequest(wrapped, instance, args, kwargs):
-    start = _time()
-    result = wrapped(*args, **kwargs)
-    try:
-        method = args[0] if args else kwargs.get("method")
-        url = args[1] if len(args) > 1 else kwargs.get("url")
-        _http.begin_exchange(instance, method, url, start)
-    except Exception:  # noqa: BLE001
-        _http.fail("putrequest")
-    return result
+def _traced_endheaders(original):
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        try:
+            _http.begin_exchange(self)
+        except Exception:  # noqa: BLE001
+            _http.fail("endheaders")
+        try:
+            return original(self, message_body, encode_chunked=encode_chunked)
+        except BaseException as exc:
+            if self._xray_autoinst_sub is not None:
+                try:
+                    _http.send_failed(self, exc)
+                except Exception:  # noqa: BLE001
+                    _http.fail("endheaders")
+            raise
+
+    return endheaders
 
 
-def _traced_endheaders(wrapped, instance, args, kwargs):
-    try:
-        _http.inject_header(instance)
-    except Exception:  # noqa: BLE001
-        _http.fail("endheaders")
-    try:
-        return wrapped(*args, **kwargs)
-    except BaseException as exc:
-        if _http.has_exchange(instance):
+def _traced_getresponse(original):
+    def getresponse(self):
+        try:
+            response = original(self)
+        except BaseException as exc:
+            if self._xray_autoinst_sub is not None:
+                try:
+                    _http.end_exchange(self, exc=exc)
+                except Exception:  # noqa: BLE001
+                    _http.fail("getresponse")
+            raise
+        if self._xray_autoinst_sub is not None:
             try:
-                _http.send_failed(instance, exc)
-            except Exception:  # noqa: BLE001
-                _http.fail("endheaders")
-        raise
-
-
-def _traced_getresponse(wrapped, instance, args, kwargs):
-    try:
-        response = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        if _http.has_exchange(instance):
-            try:
-                _http.end_exchange(instance, exc=exc)
+                _http.end_exchange(self, response)
             except Exception:  # noqa: BLE001
                 _http.fail("getresponse")
-        raise
-    if _http.has_exchange(instance):
-        try:
-            _http.end_exchange(instance, response)
-        except Exception:  # noqa: BLE001
-            _http.fail("getresponse")
-    return response
+        return response
+
+    return getresponse
 
 
 def _traced_connect(wrapped, instance, args, kwargs):
@@ -105,13 +103,12 @@ def patch():
     if getattr(target, "_xray_autoinst_patched", False):
         return
     conn = target.HTTPConnection
-    wrapping.wrap(conn, "putrequest", _traced_putrequest)
-    wrapping.wrap(conn, "endheaders", _traced_endheaders)
-    wrapping.wrap(conn, "getresponse", _traced_getresponse)
+    _http.replace_method(conn, "endheaders", _traced_endheaders)
+    _http.replace_method(conn, "getresponse", _traced_getresponse)
     wrapping.wrap(conn, "connect", _traced_connect)
     if hasattr(target, "HTTPSConnection"):  # absent when Python is built without ssl
         wrapping.wrap(target.HTTPSConnection, "connect", _traced_connect)
-    _http.install_dns_hook("httplib")
+    _http.install("httplib")
     _http.state["exchanges"] = True
     target._xray_autoinst_patched = True
 
@@ -124,10 +121,10 @@ def unpatch():
     if not getattr(target, "_xray_autoinst_patched", False):
         return
     conn = target.HTTPConnection
-    for name in ("putrequest", "endheaders", "getresponse", "connect"):
+    for name in ("endheaders", "getresponse", "connect"):
         wrapping.unwrap(conn, name)
     if hasattr(target, "HTTPSConnection"):
         wrapping.unwrap(target.HTTPSConnection, "connect")
-    _http.remove_dns_hook("httplib")
+    _http.uninstall("httplib")
     _http.state["exchanges"] = False
     target._xray_autoinst_patched = False

@@ -30,16 +30,21 @@ def _traced_new_conn(wrapped, instance, args, kwargs):
     return sock
 
 
-def _traced_request(wrapped, instance, args, kwargs):
-    try:
-        return wrapped(*args, **kwargs)
-    except BaseException as exc:
-        if _http.has_exchange(instance):
-            try:
-                _http.send_failed(instance, exc)
-            except Exception:  # noqa: BLE001
-                _http.fail("request")
-        raise
+def _traced_request(original):
+    """urllib3 sends the body after ``endheaders``: a failure there ends the exchange."""
+
+    def request(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except BaseException as exc:
+            if self._xray_autoinst_sub is not None:
+                try:
+                    _http.send_failed(self, exc)
+                except Exception:  # noqa: BLE001
+                    _http.fail("request")
+            raise
+
+    return request
 
 
 def patch():
@@ -51,9 +56,9 @@ def patch():
         return
     wrapping.wrap(target.HTTPConnection, "connect", _traced_connect)
     wrapping.wrap(target.HTTPConnection, "_new_conn", _traced_new_conn)
-    wrapping.wrap(target.HTTPConnection, "request", _traced_request)
+    _http.replace_method(target.HTTPConnection, "request", _traced_request)
     wrapping.wrap(target.HTTPSConnection, "connect", _traced_connect)
-    _http.install_dns_hook("urllib3")
+    _http.install("urllib3")
     target._xray_autoinst_patched = True
 
 
@@ -67,5 +72,5 @@ def unpatch():
     for name in ("connect", "_new_conn", "request"):
         wrapping.unwrap(target.HTTPConnection, name)
     wrapping.unwrap(target.HTTPSConnection, "connect")
-    _http.remove_dns_hook("urllib3")
+    _http.uninstall("urllib3")
     target._xray_autoinst_patched = False
