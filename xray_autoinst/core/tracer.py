@@ -90,6 +90,7 @@ class Tracer:
         made for this segment (the aws-xray-sdk bridge hands over one its middleware obtained
         from the agent's sampler): it wins over the header and the sampler. Returns
         (entity, token)."""
+        now = _time()  # one clock read for the trace id and the start (0.1-0.3 us each here)
         if hdr is not None:
             trace_id = hdr.root
             decision = hdr.sampled if self.trust_header else None
@@ -104,7 +105,7 @@ class Tracer:
             parent_id = hdr.parent
             lineage = hdr.lineage
         else:
-            trace_id = ids.trace_id()
+            trace_id = ids.trace_id(now)
             if sampled is None:
                 sampled = self.should_sample(host, method, path)
             else:
@@ -112,7 +113,7 @@ class Tracer:
             parent_id = None
             lineage = None
         if sampled:
-            seg = Segment(name or self.service_name, trace_id, parent_id)
+            seg = Segment(name or self.service_name, trace_id, parent_id, now)
             if lineage:
                 seg.lineage = lineage
             self.open_segments[seg.id] = seg
