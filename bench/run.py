@@ -143,11 +143,13 @@ def render(results) -> str:
             for r in data["rows"]:
                 rows.append([r["variant"], fmt(r["wall_ms"]), fmt(r.get("overhead_ms"), 1, True),
                              "%.2fx" % r["ratio"] if "ratio" in r else "-",
+                             med(r.get("cpu_overhead_ms"), 1, True),
                              fmt(r["rss_mib"]), fmt(r.get("overhead_mib"), 1, True)])
             parts.append(f"### Start-up: `{scenario}` (`{data['code']}`), "
                          f"{data['runs']} interleaved runs\n\n" + table(
-                             ["variant", "wall ms", "overhead ms", "ratio", "peak RSS MiB",
-                              "overhead MiB"], rows))
+                             ["variant", "wall ms", "overhead ms (wall)", "ratio",
+                              "overhead ms (CPU, user+sys)", "peak RSS MiB", "overhead MiB"],
+                             rows))
     if "per_request" in sec and "error" not in sec["per_request"]:
         data = sec["per_request"]
         rows = []

@@ -95,7 +95,8 @@ def variants(venvs: dict, daemon_port: int) -> list[Variant]:
 
 
 def spawn_wait(argv, env):
-    """Wall seconds and peak RSS (KiB) of one run; output discarded."""
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system, every thread) of one run;
+    output discarded."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
@@ -106,7 +107,7 @@ def spawn_wait(argv, env):
     t1 = time.perf_counter()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv} exited with {os.waitstatus_to_exitcode(status)}")
-    return t1 - t0, usage.ru_maxrss
+    return t1 - t0, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def check(variant, code):
@@ -135,20 +136,24 @@ def run(venvs: dict, runs: dict, log=print, warmups: int = 2) -> dict:
                 notes[v.name] = "stderr: " + stderr
         wall = {v.name: [] for v in vs}
         rss = {v.name: [] for v in vs}
+        cpu = {v.name: [] for v in vs}
         log(f"  start-up, {scenario}: {len(vs)} variants x {n} interleaved runs")
         for i in range(n):
             for v in rotate(vs, i):
-                w, r = spawn_wait(v.argv_for(code), v.env)
+                w, r, c = spawn_wait(v.argv_for(code), v.env)
                 wall[v.name].append(w * 1000)
                 rss[v.name].append(r / 1024)
+                cpu[v.name].append(c * 1000)
         rows = []
         for v in vs:
             row = {"variant": v.name, "tracer": v.tracer, "baseline": v.baseline,
                    "wall_ms": summary(wall[v.name]), "rss_mib": summary(rss[v.name]),
+                   "cpu_ms": summary(cpu[v.name]),
                    "argv": v.argv_for(code)}
             if v.baseline:
                 row["overhead_ms"] = paired(wall[v.name], wall[v.baseline])
                 row["overhead_mib"] = paired(rss[v.name], rss[v.baseline])
+                row["cpu_overhead_ms"] = paired(cpu[v.name], cpu[v.baseline])
                 row["ratio"] = row["wall_ms"]["median"] / summary(wall[v.baseline])["median"]
             if v.name in notes:
                 row["note"] = notes[v.name]
