@@ -28,6 +28,8 @@ def run(name: str, quick: bool, log=print, timeout: float = 1800) -> dict:
     argv = [sys.executable, script]
     if quick and "--quick" in source:
         argv.append("--quick")
+    if quick and "--no-moto" in source:
+        argv.append("--no-moto")  # a smoke run: no moto server start
     if "--out" in source:
         argv += ["--out", out_path]
         if os.path.exists(out_path):

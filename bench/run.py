@@ -354,7 +354,7 @@ def main(argv=None) -> int:
             waited = wait_quiet(args.wait_quiet, 600)
             if waited > 4:
                 log(f"  waited {waited:.0f} s for the machine to be quiet")
-        busy = cpu_busy(1.0)
+        busy = cpu_busy(0.25)
         shown = "?" if busy is None else f"{busy:.0%}"
         log(f"[{name}] load average {loadavg()}, CPU busy before: {shown}")
         before = loadavg()

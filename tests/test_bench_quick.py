@@ -10,6 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() == "true"
 
@@ -22,11 +24,12 @@ def _positive_summary(s) -> bool:
     return isinstance(s, dict) and _number(s.get("median")) and s["median"] > 0 and s["n"] > 0
 
 
+@pytest.mark.timeout(400)
 def test_quick_benchmarks_produce_numbers(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True, text=True, timeout=380, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     results = json.loads(out.read_text())
