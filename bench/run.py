@@ -36,8 +36,8 @@ PEERS = ("aws-xray-sdk", "opentelemetry", "ddtrace")
 
 FULL = {
     "startup_runs": {"python -c pass": 25, "typical app start": 25},
-    "request": {"rounds": 3, "batches": 10, "target_s": 0.03},
-    "call": {"rounds": 3, "batches": 10, "target_s": 0.03},
+    "request": {"rounds": 3, "batches": 20, "target_s": 0.015},
+    "call": {"rounds": 3, "batches": 16, "target_s": 0.02},
     "emission": {"windows": 7, "window_s": 0.5},
     "e2e": {"rounds": 3, "seconds": 10.0},
 }
