@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_outbound_http.py            # full run (about a minute)
     .venv/bin/python bench/bench_outbound_http.py --quick    # a few seconds
     .venv/bin/python bench/bench_outbound_http.py --out .bench/outbound_http.json
+    .venv/bin/python bench/bench_outbound_http.py --instructions   # + callgrind counts
 
 Cases (the first isolates the client's CPU: no network, no server), each measured in this
 process with the integrations unpatched ("bare"), patched with no request open ("patched, no
@@ -10,8 +11,10 @@ trace"), and patched inside sampled segments of 10 calls each ("traced": one sub
 call, the segment's own cost included):
 
 - http.client, in-memory socket: ``request`` + ``getresponse`` + ``read`` on a connection whose
-  socket is a stand-in answering a canned response;
-- http.client keep-alive: ``request`` + ``getresponse`` + ``read`` on one connection to a
+  socket is a stand-in answering a canned response, cycling over 20 URLs as a client calling
+  its usual endpoints does (what a request line records is computed once per URL);
+- the same with a URL never seen before on every call (the uncached path);
+- http.client keep-alive: the 20 URLs on one connection to a
   loopback server in another process that answers a fixed response (no Python HTTP parsing on
   the server side, so the client dominates);
 - http.client new connection: the same with a new connection per call (connect, dns, dial
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import statistics
@@ -169,15 +173,18 @@ def batch(call, n, tracer=None):
 VARIANTS = ("bare", "patched, no trace", "traced")
 
 
-def measure(name, call, n, rounds, tracer, warmup=20):
+def measure(name, call, n, rounds, tracer, warmup=100):
     samples = {v: [] for v in VARIANTS}
     for v in VARIANTS:  # warm every path once
         patch_all(v != "bare")
-        batch(call, max(warmup, PER_SEGMENT), tracer if v == "traced" else None)
+        batch(call, warmup, tracer if v == "traced" else None)
     for r in range(rounds):
         order = VARIANTS[r % 3:] + VARIANTS[: r % 3]
         for v in order:
             patch_all(v != "bare")
+            # (un)patching changes classes, which resets the interpreter's specialised code
+            # for them: untimed calls first, so no variant pays for that
+            batch(call, warmup, tracer if v == "traced" else None)
             samples[v].append(batch(call, n, tracer if v == "traced" else None))
     patch_all(False)
     row = {"case": name, "calls_per_batch": n, "rounds": rounds}
@@ -194,11 +201,94 @@ def measure(name, call, n, rounds, tracer, warmup=20):
     return row
 
 
+# -- instruction counts (callgrind): what a call costs, whatever else runs on the machine ------
+def _count_child(variant, case, n):
+    """Run ``n`` calls (after a warm-up) in this process: the body callgrind counts."""
+    import http.client
+
+    tracer = install_tracer()
+    if variant != "bare":
+        patch_all(True)
+    turn = itertools.count()
+    responder = None
+    if case == "botocore":
+        import boto3
+
+        responder, port = start_responder(ITEM)
+        client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}",
+                              region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+
+        def call():
+            client.get_item(TableName="orders", Key={"id": {"S": "1"}})
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", 8080)
+        conn.sock = CannedSocket()
+        paths = ["/items/%d?page=2" % i for i in range(20)]
+
+        def call():
+            i = next(turn)
+            conn.request("GET", "/items/%d?page=2" % i if case == "unique" else paths[i % 20])
+            conn.getresponse().read()
+    try:
+        for _ in range(50 if case == "botocore" else 200):
+            call()
+        if variant == "traced":
+            for _ in range(n // PER_SEGMENT):
+                seg, token = tracer.begin_segment("bench")
+                for _ in range(PER_SEGMENT):
+                    call()
+                tracer.end_segment(seg, token)
+        else:
+            for _ in range(n):
+                call()
+    finally:
+        if responder is not None:
+            responder.terminate()
+            responder.wait(10)
+
+
+def instructions(n=2000):
+    """Instructions per call (callgrind, PYTHONHASHSEED=0): runs with 0 and ``n`` calls, the
+    difference divided by ``n``, for bare, patched-no-trace and traced."""
+    import re
+    import shutil
+
+    if not shutil.which("valgrind"):
+        return None
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def count(variant, case, calls):
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             os.path.abspath(__file__), "--_count", variant, case, str(calls)],
+            capture_output=True, text=True, env=env, timeout=900)
+        found = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or not found:
+            raise RuntimeError(proc.stderr[-2000:])
+        return int(found.group(1))
+
+    rows = []
+    for case, label, calls in (("20 URLs", "http.client, the client's 20 usual URLs", n),
+                               ("unique", "http.client, every URL new", n),
+                               ("botocore", "botocore get_item, loopback stub", n // 10)):
+        per = {v: (count(v, case, calls) - count(v, case, 0)) / calls
+               for v in ("bare", "patched, no trace", "traced")}
+        rows.append({"case": label, **per})
+        print(f"  counted {label}", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--_count":
+        _count_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few seconds, for a smoke run")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--no-moto", action="store_true", help="skip the moto case")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count instructions per in-memory call with callgrind (minutes)")
     args = p.parse_args(argv)
     rounds = 5 if args.quick else 21
     scale = 0.2 if args.quick else 1.0
@@ -221,20 +311,26 @@ def main(argv=None):
 
         canned = http.client.HTTPConnection("127.0.0.1", 8080)
         canned.sock = CannedSocket()
+        paths = ["/items/%d?page=2" % i for i in range(20)]  # a client's usual URLs
+        turn = itertools.count()
 
         def in_memory():
-            canned.request("GET", "/items/1?page=2")
+            canned.request("GET", paths[next(turn) % 20])
+            canned.getresponse().read()
+
+        def in_memory_unique():
+            canned.request("GET", "/items/%d?page=2" % next(turn))
             canned.getresponse().read()
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
         def keep_alive():
-            conn.request("GET", "/items/1?page=2")
+            conn.request("GET", paths[next(turn) % 20])
             conn.getresponse().read()
 
         def new_connection():
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            c.request("GET", "/items/1")
+            c.request("GET", paths[next(turn) % 20])
             c.getresponse().read()
             c.close()
 
@@ -245,6 +341,7 @@ def main(argv=None):
 
         cases = [
             ("http.client, in-memory socket", in_memory, int(4000 * scale)),
+            ("http.client, in-memory, every URL new", in_memory_unique, int(4000 * scale)),
             ("http.client keep-alive", keep_alive, int(2000 * scale)),
             ("http.client new connection", new_connection, int(500 * scale)),
             ("botocore -> loopback stub", botocore_stub, int(300 * scale)),
@@ -288,10 +385,21 @@ def main(argv=None):
           f"calling thread's CPU time (less sensitive to other load on the machine). "
           f"Python {sys.version.split()[0]}{', --quick' if args.quick else ''}.\n")
     print("\n".join(lines))
+    counted = instructions() if args.instructions else None
+    if counted:
+        print("\nInstructions per call in this process (callgrind; deterministic, so unaffected "
+              "by other load; http.client on the in-memory socket):\n")
+        print("| call | bare | patched, no trace | overhead | traced | overhead | ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for r in counted:
+            b, u, t = r["bare"], r["patched, no trace"], r["traced"]
+            print(f"| {r['case']} | {b:,.0f} | {u:,.0f} | {u - b:+,.0f} | {t:,.0f} | "
+                  f"{t - b:+,.0f} | {t / b:.3f} |")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump({"rounds": rounds, "quick": args.quick, "rows": rows}, f, indent=1)
+            json.dump({"rounds": rounds, "quick": args.quick, "rows": rows,
+                       "instructions": counted}, f, indent=1)
     return 0
 
 

@@ -380,6 +380,23 @@ def test_redaction_list_is_configurable(server, patched):
     assert sub["http"]["request"]["url"] == server.url("/c?ssn=REDACTED&token=visible")
 
 
+def test_same_url_under_another_configuration_is_redacted_anew(server, patched):
+    url = server.url("/same?ssn=1&token=2")
+    recorded = []
+    for keys in ("ssn", "token"):
+        t, emitter = install_tracer({"XRAY_REDACT_QUERY_PARAMS": keys})
+        token = current_entity.set(None)
+        try:
+            with segment(t):
+                urllib.request.urlopen(url, timeout=10).read()
+                urllib.request.urlopen(url, timeout=10).read()
+        finally:
+            current_entity.reset(token)
+        recorded.append([s["http"]["request"]["url"] for s in subs(only_doc(emitter))])
+    assert recorded == [[server.url("/same?ssn=REDACTED&token=2")] * 2,
+                        [server.url("/same?ssn=1&token=REDACTED")] * 2]
+
+
 def test_request_headers_are_never_recorded(tracer, patched, server):
     t, emitter = tracer
     with segment(t):

@@ -148,19 +148,16 @@ def _begin(client, args, kwargs):
 
 
 def _identifiers(prefix, params, aws):
-    for param, field in IDENTIFIERS.items():
-        value = params.get(param)
-        if isinstance(value, str):
-            aws[field] = clip(value)
+    """The resource identifiers among the call's parameters (strings only, never contents)."""
     extra = SERVICE_IDENTIFIERS.get(prefix)
-    if extra:
-        for param, field in extra.items():
-            value = params.get(param)
+    for param, value in params.items():
+        field = IDENTIFIERS.get(param)
+        if field is None and extra is not None:
+            field = extra.get(param)
+        if field is not None:
             if isinstance(value, str):
-                aws[field] = clip(value)
-    for param in _TABLE_MAPS:
-        value = params.get(param)
-        if isinstance(value, dict) and value:
+                aws[field] = value if len(value) <= 250 else clip(value)
+        elif param in _TABLE_MAPS and isinstance(value, dict) and value:
             aws["table_names"] = [clip(str(k)) for k in value][:50]
 
 
