@@ -397,6 +397,22 @@ def test_same_url_under_another_configuration_is_redacted_anew(server, patched):
                         [server.url("/same?ssn=1&token=REDACTED")] * 2]
 
 
+def test_request_line_memo_is_bounded_and_per_server(tracer, patched, server, tls_server,
+                                                    cert, monkeypatch):
+    t, emitter = tracer
+    monkeypatch.setattr(_http, "REQUESTS_CACHED", 3)
+    ctx = ssl.create_default_context(cafile=cert[0])
+    with segment(t):
+        for i in (1, 2, 3, 4, 5, 1, 2):
+            urllib.request.urlopen(server.url(f"/n/{i}?key=k{i}"), timeout=10).read()
+        urllib.request.urlopen(tls_server.url("/n/1?key=k1", host="localhost"), context=ctx,
+                               timeout=10).read()
+    urls = [s["http"]["request"]["url"] for s in subs(only_doc(emitter))]
+    assert urls == [server.url(f"/n/{i}?key=REDACTED") for i in (1, 2, 3, 4, 5, 1, 2)] + [
+        tls_server.url("/n/1?key=REDACTED", host="localhost")]
+    assert len(_http._requests[1]) <= 3
+
+
 def test_request_headers_are_never_recorded(tracer, patched, server):
     t, emitter = tracer
     with segment(t):

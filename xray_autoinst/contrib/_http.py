@@ -225,18 +225,16 @@ def begin_exchange(conn) -> None:
         return  # no request line: not a request being written by putrequest
     cfg = tracer.config
     key = (server[2], buf[0])  # the request line: b"METHOD target HTTP/1.1"
-    if _requests["config"] is cfg:
-        known = _requests.get(key)
-    else:
-        _requests.clear()
-        _requests["config"] = cfg
-        known = None
+    if _requests[0] is not cfg:  # another configuration (tests): start afresh
+        _requests[1] = {}
+        _requests[0] = cfg
+    table = _requests[1]
+    known = table.get(key)
     if known is None:
         known = _request(server, buf[0], method, cfg.redact_query_params)
-        if len(_requests) > REQUESTS_CACHED:
-            _requests.clear()
-            _requests["config"] = cfg
-        _requests[key] = known
+        if len(table) >= REQUESTS_CACHED:
+            table = _requests[1] = {}
+        table[key] = known
     name, request = known
     if cur is not None:  # what tracer.begin_subsegment does, without making it current
         sub = Subsegment(name, cur, "remote")
@@ -253,10 +251,11 @@ def begin_exchange(conn) -> None:
     _inject(conn, tracer.outgoing_header(sub))
 
 
-# (origin, request line) -> (name, http.request): what a request line records, computed once
-# for a request line seen again (a client calling the same URLs); bounded.
+# [config, {(origin, request line): (name, http.request)}]: what a request line records,
+# computed once for a request line seen again (a client calling its usual URLs); bounded.
+# Replaced, never cleared in place, so a thread reading it meanwhile never sees it half done.
 REQUESTS_CACHED = 1024
-_requests: dict = {"config": None}
+_requests: list = [None, {}]
 
 
 def _request(server, line, method, secret_keys):
