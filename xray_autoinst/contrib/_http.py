@@ -219,7 +219,7 @@ def begin_exchange(conn) -> None:
     if server[3] or conn._xray_autoinst_internal or internal.get() or (
             cur is None and getattr(threading.current_thread(), INTERNAL, False)):
         return  # the agent's own traffic (see is_agent_traffic)
-    buf = getattr(conn, "_buffer", None)
+    buf = conn._buffer
     method = getattr(conn, "_method", None)
     if not buf or not isinstance(method, str):
         return  # no request line: not a request being written by putrequest
@@ -248,7 +248,14 @@ def begin_exchange(conn) -> None:
         sub.start_time = pending.start
         attach_phases(tracer, sub, pending, None)
     conn._xray_autoinst_sub = sub
-    _inject(conn, tracer.outgoing_header(sub))
+    # the trace header (as _inject, inlined: this runs on every request)
+    if _TRACE_HEADER_LINE in b"\n".join(buf).lower():
+        return  # set by the caller
+    value = tracer.outgoing_header(sub)
+    if conn._HTTPConnection__state == _REQ_STARTED:
+        buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
+    else:
+        conn.putheader(TRACE_HEADER, value)
 
 
 # [config, {(origin, request line): (name, http.request)}]: what a request line records,
