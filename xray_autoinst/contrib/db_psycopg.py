@@ -29,9 +29,12 @@ def get_version():
 
 
 def _info(conn):
-    info = conn.__dict__.get("_xray_sql")
+    # getattr, not conn.__dict__: on Python 3.11 reading an instance's __dict__ gives up its
+    # compact attribute storage (thousands of instructions on every later attribute access)
+    info = getattr(conn, "_xray_sql", None)
     if info is None:
-        info = conn.__dict__["_xray_sql"] = _describe(conn)
+        info = _describe(conn)
+        conn._xray_sql = info
     return info
 
 
