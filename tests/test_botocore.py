@@ -3,7 +3,6 @@ one ``aws`` subsegment per API call, its fields, the trace header on the wire, e
 fault, the agent's own X-Ray calls, no payloads, and a broken instrumentation that must not
 change any call."""
 
-import contextlib
 import json
 
 import boto3
@@ -11,7 +10,7 @@ import botocore.exceptions
 import pytest
 from botocore.config import Config
 from test_http_servers import FakeAWS, parse_trace_header, start_moto
-from xray_testing import free_port, install_tracer, validate
+from xray_testing import free_port, install_tracer, only_doc, segment, subs, validate
 
 from xray_autoinst.contrib import aws_botocore, http_client, http_urllib3
 from xray_autoinst.core.tracer import current_entity
@@ -51,24 +50,6 @@ def client(service, endpoint, attempts=None):
         if attempts is not None else None
     return boto3.client(service, endpoint_url=endpoint, config=cfg, **CREDS)
 
-
-@contextlib.contextmanager
-def segment(t, name="svc"):
-    seg, token = t.begin_segment(name)
-    try:
-        yield seg
-    finally:
-        t.end_segment(seg, token)
-
-
-def only_doc(emitter):
-    [doc] = emitter.documents
-    validate(doc)
-    return doc
-
-
-def subs(doc):
-    return doc.get("subsegments", [])
 
 
 def walk(doc):

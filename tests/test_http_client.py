@@ -2,7 +2,6 @@
 and requests; connection phases; the trace header on the wire; redaction; the agent's own
 traffic; failures that must not reach the application."""
 
-import contextlib
 import http.client
 import socket
 import ssl
@@ -13,7 +12,7 @@ import urllib.request
 import pytest
 import requests
 from test_http_servers import LocalServer, make_cert, parse_trace_header
-from xray_testing import free_port, install_tracer, validate
+from xray_testing import free_port, install_tracer, names, only_doc, segment, subs, validate
 
 from xray_autoinst.contrib import _http, http_client, http_urllib3
 from xray_autoinst.core.tracer import current_entity
@@ -51,28 +50,6 @@ def patched():
 def _fresh(server):
     server.requests.clear()
 
-
-@contextlib.contextmanager
-def segment(t, name="svc"):
-    seg, token = t.begin_segment(name)
-    try:
-        yield seg
-    finally:
-        t.end_segment(seg, token)
-
-
-def only_doc(emitter):
-    [doc] = emitter.documents
-    validate(doc)
-    return doc
-
-
-def subs(doc):
-    return doc.get("subsegments", [])
-
-
-def names(doc):
-    return [s["name"] for s in subs(doc)]
 
 
 def assert_phases(host_sub, tls):

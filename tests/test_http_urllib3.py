@@ -1,7 +1,6 @@
 """urllib3 2.x: connections urllib3 opens itself (HTTPS ahead of the request), their phases,
 failures before and while the request is written, and the urllib3 integration on its own."""
 
-import contextlib
 import socket
 import threading
 
@@ -9,7 +8,7 @@ import pytest
 import requests
 import urllib3
 from test_http_servers import LocalServer, make_cert, parse_trace_header
-from xray_testing import free_port, validate
+from xray_testing import free_port, only_doc, segment, subs, validate
 
 from xray_autoinst.contrib import _http, http_client, http_urllib3
 
@@ -34,24 +33,6 @@ def patched():
     http_urllib3.unpatch()
     http_client.unpatch()
 
-
-@contextlib.contextmanager
-def segment(t, name="svc"):
-    seg, token = t.begin_segment(name)
-    try:
-        yield seg
-    finally:
-        t.end_segment(seg, token)
-
-
-def only_doc(emitter):
-    [doc] = emitter.documents
-    validate(doc)
-    return doc
-
-
-def subs(doc):
-    return doc.get("subsegments", [])
 
 
 def test_pool_manager_https_connects_before_the_request_phases_still_nest(

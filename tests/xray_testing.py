@@ -3,6 +3,7 @@ X-Ray daemon, schema validation of documents, and running ``xray-run`` as a user
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -214,3 +215,28 @@ def install_tracer(env: dict | None = None):
     emitter = CollectingEmitter()
     t = tracer_mod.install(config.from_env(base), emitter=emitter)
     return t, emitter
+
+
+@contextlib.contextmanager
+def segment(t, name="svc"):
+    """An open segment for the duration of the block (in-process tests)."""
+    seg, token = t.begin_segment(name)
+    try:
+        yield seg
+    finally:
+        t.end_segment(seg, token)
+
+
+def only_doc(emitter):
+    """The one document an in-process emitter holds, schema-validated."""
+    [doc] = emitter.documents
+    validate(doc)
+    return doc
+
+
+def subs(doc):
+    return doc.get("subsegments", [])
+
+
+def names(doc):
+    return [s["name"] for s in subs(doc)]
