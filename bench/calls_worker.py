@@ -5,11 +5,13 @@ by a ``Stubber``) repeated in a loop, bare or under one tracer.
     python bench/calls_worker.py '{"case": "sqlite3", "mode": "xray", "batches": 10, ...}'
 
 Modes:
-- ``bare``: no tracer.
-- ``xray``: this agent exactly as ``xray-run`` starts it (the runner puts the bootstrap on
-  PYTHONPATH), so the library is patched by the agent's import hook; calls run inside a sampled
-  segment.
-- ``sdk``: aws-xray-sdk's ``patch([library])``, calls inside a segment of ``xray_recorder``.
+- ``xray``: bare and this agent in one process, batch by batch interleaved. The agent's tracer
+  is configured from the environment as under ``xray-run``; before each batch the integration
+  the agent's registry names for the library is applied (``patch()``) or removed
+  (``unpatch()``, its exact mirror), and each state uses its own objects (connection, client)
+  created in that state, so a bare batch runs exactly the uninstrumented library.
+- ``sdk``: aws-xray-sdk's ``patch([library])``, calls inside a segment of ``xray_recorder``
+  (the SDK cannot unpatch: its bare baseline is the ``xray`` process of the same round).
 
 Calls run ``PER_SEGMENT`` to a segment (a request making that many calls). The cost of opening
 and ending the segments is measured in its own interleaved batches (the same segments, no
@@ -26,7 +28,7 @@ import os
 import sys
 import time
 
-from benchlib import calibrate, emit_result
+from benchlib import calibrate, emit_result, rotate
 
 PER_SEGMENT = 10
 
@@ -114,11 +116,13 @@ def make_call(case, spec):
     raise ValueError(case)
 
 
-# -- tracers --------------------------------------------------------------------------------
+# -- tracers ------------------------------------------------------------------------------
 def xray_setup(case):
-    """The agent was started by the bootstrap (as under xray-run); check that it patched the
-    library and return (begin, end, flush)."""
-    from xray_autoinst import bootstrap, registry
+    """The agent's integration for ``case`` (from its registry) and its tracer. Returns
+    (patch, unpatch, begin, end, flush, names)."""
+    import importlib
+
+    from xray_autoinst import registry
     from xray_autoinst.core.tracer import get_tracer
 
     target = CASES[case][0]
@@ -126,10 +130,16 @@ def xray_setup(case):
              if target in targets]
     if not names:
         raise NotAvailable(f"no integration in xray_autoinst.registry targets {target!r}")
-    states = {n: bootstrap.status.get(n) for n in names}
-    if not any(s == "patched" for s in states.values()):
-        raise RuntimeError(f"integration {names} not applied after import: {states}")
+    modules = [importlib.import_module(registry.INTEGRATIONS[n][1]) for n in names]
     tracer = get_tracer()
+
+    def patch():
+        for m in modules:
+            m.patch()
+
+    def unpatch():
+        for m in modules:
+            m.unpatch()
 
     def begin():
         return tracer.begin_segment("bench")
@@ -138,7 +148,7 @@ def xray_setup(case):
         seg, token = state
         tracer.end_segment(seg, token)
 
-    return begin, end, tracer.emitter.flush, names
+    return patch, unpatch, begin, end, tracer.emitter.flush, names
 
 
 def sdk_setup(case):
@@ -154,10 +164,10 @@ def sdk_setup(case):
     def end(_state):
         xray_recorder.end_segment()
 
-    return begin, end, _noop
+    return begin, end
 
 
-def _noop():
+def _noop(*_a):
     return None
 
 
@@ -173,60 +183,79 @@ def run_batch(call, begin, end, segments, per_segment):
         end(state)
 
 
+class Variant:
+    """One way of making the call: its objects, its segments, how to enter its state."""
+
+    def __init__(self, name, call, refill, begin=None, end=None, flush=_noop, enter=_noop):
+        self.name, self.call, self.refill = name, call, refill
+        self.begin, self.end, self.flush, self.enter = begin, end, flush, enter
+
+
 def main(spec) -> dict:
     case, mode = spec["case"], spec["mode"]
     versions = {}
-    begin = end = None
-    flush = _noop
     integration = None
+    __import__(CASES[case][0])
     if mode == "xray":
-        # import the library first: the agent's hook patches it on import
-        __import__(CASES[case][0])
-        begin, end, flush, integration = xray_setup(case)
+        patch, unpatch, begin, end, flush, integration = xray_setup(case)
         from xray_autoinst import __version__
 
         versions["xray-autoinst"] = __version__
+        unpatch()
+        call, refill, lib_versions = make_call(case, spec)
+        variants = [Variant("bare", call, refill, enter=unpatch)]
+        patch()
+        call, refill, _ = make_call(case, spec)
+        variants.append(Variant("xray", call, refill, begin, end, flush, enter=patch))
     elif mode == "sdk":
-        begin, end, flush = sdk_setup(case)
+        begin, end = sdk_setup(case)
         from importlib import metadata
 
         versions["aws-xray-sdk"] = metadata.version("aws-xray-sdk")
-    call, refill, lib_versions = make_call(case, spec)
+        call, refill, lib_versions = make_call(case, spec)
+        variants = [Variant("sdk", call, refill, begin, end)]
+    else:
+        raise ValueError(mode)
     versions.update(lib_versions)
 
-    def calls(n_segments):
-        if refill is not None:
-            refill(n_segments * PER_SEGMENT)
-        run_batch(call, begin, end, n_segments, PER_SEGMENT)
-        flush()
+    def batch(v, n_segments, per_segment=PER_SEGMENT):
+        if v.refill is not None and per_segment:
+            v.refill(n_segments * per_segment)
+        run_batch(v.call, v.begin, v.end, n_segments, per_segment)
 
-    calls(5)  # warm up (and check it works)
-    segments = calibrate(lambda n: calls(n), spec["target_s"], start=2, limit=200_000)
-    out = {"wall": [], "thread": [], "cpu": [], "calls_per_batch": segments * PER_SEGMENT,
-           "per_segment": PER_SEGMENT}
+    sizes = {}
+    for v in variants:
+        v.enter()
+        batch(v, 5)  # warm up (and check it works)
+        v.flush()
+        sizes[v.name] = calibrate(lambda n, v=v: (batch(v, n), v.flush()), spec["target_s"],
+                                  start=2, limit=200_000)
+    out = {v.name: {"wall": [], "thread": [], "cpu": [],
+                    "calls_per_batch": sizes[v.name] * PER_SEGMENT, "per_segment": PER_SEGMENT}
+           for v in variants}
     pt, tt, pc = time.process_time, time.thread_time, time.perf_counter
-    n_calls = segments * PER_SEGMENT
     for i in range(spec["batches"]):
-        figures = {}
-        order = ("calls", "empty") if i % 2 == 0 else ("empty", "calls")
-        for kind in order:
-            per = PER_SEGMENT if kind == "calls" else 0
-            if refill is not None and per:
-                refill(n_calls)
-            gc.collect()
-            c0, t0, w0 = pt(), tt(), pc()
-            if begin is None and not per:
-                w1 = pc()
-                t1 = tt()
-            else:
-                run_batch(call, begin, end, segments, per)
+        for v in rotate(variants, i):
+            v.enter()
+            segments = sizes[v.name]
+            n_calls = segments * PER_SEGMENT
+            figures = {}
+            for kind in (("calls", "empty") if i % 2 == 0 else ("empty", "calls")):
+                per = PER_SEGMENT if kind == "calls" else 0
+                if v.refill is not None and per:
+                    v.refill(n_calls)
+                gc.collect()
+                c0, t0, w0 = pt(), tt(), pc()
+                if v.begin is not None or per:
+                    run_batch(v.call, v.begin, v.end, segments, per)
                 w1, t1 = pc(), tt()
-            flush()
-            c1 = pt()
-            figures[kind] = (w1 - w0, t1 - t0, c1 - c0)
-        for j, key in enumerate(("wall", "thread", "cpu")):
-            out[key].append((figures["calls"][j] - figures["empty"][j]) / n_calls * 1e6)
-    return {"case": case, "mode": mode, "result": out, "versions": versions,
+                v.flush()
+                c1 = pt()
+                figures[kind] = (w1 - w0, t1 - t0, c1 - c0)
+            for j, key in enumerate(("wall", "thread", "cpu")):
+                out[v.name][key].append(
+                    (figures["calls"][j] - figures["empty"][j]) / n_calls * 1e6)
+    return {"case": case, "mode": mode, "variants": out, "versions": versions,
             "integration": integration, "python": sys.version.split()[0]}
 
 

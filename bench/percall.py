@@ -1,7 +1,9 @@
 """Per-call cost of the client integrations: sqlite3, psycopg (local PostgreSQL), http.client
 (loopback server) and botocore (stubbed), bare versus this agent versus aws-xray-sdk's patchers.
-One worker process per (case, mode); several rounds, modes in a rotating order per round; a
-mode's overhead is its batches minus the bare median of the same round."""
+Bare and this agent are measured in one process, batch by batch interleaved (the agent's
+integration applied and removed between batches); aws-xray-sdk, which cannot unpatch, in a
+process of its own, against the bare batches of the same round. Several rounds, processes in a
+rotating order."""
 
 from __future__ import annotations
 
@@ -41,12 +43,12 @@ class HttpServer:
 
 def run(venvs: dict, launcher_env: dict, modes, rounds: int, batches: int, target_s: float,
         log=print) -> dict:
-    """``venvs``: mode -> Venv (bare and xray use ours); ``launcher_env``: PYTHONPATH and
-    XRAY_AUTOINST_EXPECT for ours, as xray-run sets them."""
+    """``modes``: worker processes per round, ``xray`` (bare and this agent) and optionally
+    ``sdk``; ``venvs``: mode -> Venv; ``launcher_env``: PYTHONPATH and XRAY_AUTOINST_EXPECT
+    for ours, as xray-run sets them."""
     daemon = f"127.0.0.1:{closed_udp_port()}"
     base_env = worker_env({"BENCH_DAEMON": daemon})
     envs = {
-        "bare": base_env,
         "xray": dict(base_env, AWS_XRAY_DAEMON_ADDRESS=daemon, XRAY_SAMPLING="local",
                      XRAY_SAMPLING_RULES=RULES_SAMPLED, XRAY_SERVICE_NAME="bench",
                      **launcher_env),
@@ -55,16 +57,19 @@ def run(venvs: dict, launcher_env: dict, modes, rounds: int, batches: int, targe
     pg_problem = _reachable(PG)
     rows = []
     versions = {}
+    names = ["bare", "xray"] + (["sdk"] if "sdk" in modes else [])
     with HttpServer() as server:
         for case in CASES:
             if case == "psycopg" and pg_problem:
-                rows.extend({"case": case, "mode": m, "skipped": pg_problem} for m in modes)
+                rows.extend({"case": case, "mode": m, "skipped": pg_problem} for m in names)
                 log("  per call, psycopg: " + pg_problem)
                 continue
             spec = {"case": case, "batches": batches, "target_s": target_s, "dsn": DSN,
                     "http_port": server.port}
-            per_mode = {m: [] for m in modes}
+            # variant -> list (one per round) of {"wall": [...], ...}
+            per_round = {n: [] for n in names}
             unavailable = {}
+            info = {}
             log(f"  per call, {case}: {rounds} rounds x {', '.join(modes)}")
             for r in range(rounds):
                 for mode in rotate(modes, r):
@@ -76,29 +81,38 @@ def run(venvs: dict, launcher_env: dict, modes, rounds: int, batches: int, targe
                         unavailable[mode] = res["not_available"]
                         continue
                     versions.setdefault(mode, {}).update(res["versions"])
-                    per_mode[mode].append(res)
-            bare_rounds = per_mode.get("bare") or []
-            for mode in modes:
-                if mode in unavailable:
-                    rows.append({"case": case, "mode": mode,
-                                 "skipped": "integration not available: " + unavailable[mode]})
+                    if res.get("integration"):
+                        info["integration"] = res["integration"]
+                    for name, rec in res["variants"].items():
+                        per_round[name].append(rec)
+            for name in names:
+                owner = "sdk" if name == "sdk" else "xray"
+                if owner in unavailable:
+                    rows.append({"case": case, "mode": name,
+                                 "skipped": "integration not available: " + unavailable[owner]})
                     continue
-                results = per_mode[mode]
-                row = {"case": case, "mode": mode,
-                       "calls_per_batch": results[0]["result"]["calls_per_batch"],
-                       "calls_per_segment": results[0]["result"]["per_segment"]}
-                if results[0].get("integration"):
-                    row["integration"] = results[0]["integration"]
+                recs = per_round[name]
+                row = {"case": case, "mode": name, "calls_per_batch": recs[0]["calls_per_batch"],
+                       "calls_per_segment": recs[0]["per_segment"]}
+                if name == "xray" and info.get("integration"):
+                    row["integration"] = info["integration"]
                 for key in ("wall", "thread", "cpu"):
-                    row[key + "_us"] = summary([x for res in results for x in res["result"][key]])
-                if mode != "bare" and bare_rounds:
+                    row[key + "_us"] = summary([x for rec in recs for x in rec[key]])
+                bares = per_round["bare"]
+                if name != "bare" and bares:
                     for key in ("wall", "thread", "cpu"):
                         diffs = []
-                        for res, bres in zip(results, bare_rounds, strict=False):
-                            b = summary(bres["result"][key])["median"]
-                            diffs += [x - b for x in res["result"][key]]
+                        for rec, brec in zip(recs, bares, strict=False):
+                            if name == "xray":  # same process: interleaved batch pairs
+                                diffs += [a - b for a, b in
+                                          zip(rec[key], brec[key], strict=False)]
+                            else:  # another process of the same round: its bare median
+                                b = summary(brec[key])["median"]
+                                diffs += [a - b for a in rec[key]]
                         row[key + "_overhead_us"] = summary(diffs)
-                    bmed = summary([x for res in bare_rounds for x in res["result"]["wall"]])
-                    row["ratio"] = row["wall_us"]["median"] / bmed["median"]
+                    row["baseline"] = ("same process" if name == "xray"
+                                       else "bare batches of the same round's other process")
+                    bmed = summary([x for rec in bares for x in rec["wall"]])["median"]
+                    row["ratio"] = row["wall_us"]["median"] / bmed
                 rows.append(row)
     return {"rounds": rounds, "batches_per_round": batches, "rows": rows, "versions": versions}

@@ -373,8 +373,8 @@ def main(argv=None) -> int:
     attempt("startup", lambda: startup.run(envs, cfg["startup_runs"], log,
                                            warmups=1 if args.quick else 2))
     attempt("per_request", lambda: perrequest.run(envs, log=log, **cfg["request"]))
-    call_venvs = {"bare": ours, "xray": ours}
-    modes = ["bare", "xray"]
+    call_venvs = {"xray": ours}
+    modes = ["xray"]
     if not args.quick:
         call_venvs["sdk"] = envs["aws-xray-sdk"]
         modes.append("sdk")
