@@ -420,6 +420,28 @@ def fail(sub, exc) -> None:
         fail_internal("error")
 
 
+def run(lib, conn, info_of, method, args, kwargs, preparation, names, context=None):
+    """Trace one statement run by ``method`` (a bound method of the real driver object): the
+    wrapped call happens exactly once, outside the instrumentation's own ``try``."""
+    if not recording():
+        return method(*args, **kwargs)
+    sub = None
+    try:
+        query = args[0] if args else first_arg(args, kwargs, *names)
+        sub = begin(info_of(conn), query, preparation, context)
+    except Exception:  # noqa: BLE001
+        fail_internal(lib)
+    if sub is None:
+        return method(*args, **kwargs)
+    try:
+        result = method(*args, **kwargs)
+    except BaseException as exc:
+        fail(sub, exc)
+        raise
+    end(sub)
+    return result
+
+
 def first_arg(args, kwargs, *names):
     if args:
         return args[0]

@@ -16,10 +16,6 @@ from __future__ import annotations
 from ..core import wrapping
 from . import _sql
 
-_recording = _sql.recording
-_begin = _sql.begin
-_end = _sql.end
-_fail = _sql.fail
 
 
 def get_version():
@@ -58,24 +54,8 @@ def _describe(conn):
 
 
 def _run(cursor, method, args, kwargs, preparation, names=("query",)):
-    if not _recording():
-        return method(*args, **kwargs)
-    sub = None
-    try:
-        conn = cursor.connection
-        query = args[0] if args else _sql.first_arg(args, kwargs, *names)
-        sub = _begin(_info(conn), query, preparation, conn)
-    except Exception:  # noqa: BLE001
-        _sql.fail_internal("psycopg2")
-    if sub is None:
-        return method(*args, **kwargs)
-    try:
-        result = method(*args, **kwargs)
-    except BaseException as exc:
-        _fail(sub, exc)
-        raise
-    _end(sub)
-    return result
+    conn = cursor.connection
+    return _sql.run("psycopg2", conn, _info, method, args, kwargs, preparation, names, conn)
 
 
 class TracedCursorMixin:

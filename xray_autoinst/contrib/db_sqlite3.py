@@ -17,10 +17,6 @@ from __future__ import annotations
 from ..core import wrapping
 from . import _sql
 
-_recording = _sql.recording
-_begin = _sql.begin
-_end = _sql.end
-_fail = _sql.fail
 _FACTORY_POS = 5  # connect(database, timeout, detect_types, isolation_level, check_same_thread,
 #                           factory, ...)
 
@@ -43,23 +39,8 @@ def _info(conn):
 
 def _run(conn, method, args, kwargs, preparation="statement"):
     """Trace one statement run by ``method`` (a bound method of the real object)."""
-    if not _recording():
-        return method(*args, **kwargs)
-    sub = None
-    try:
-        query = args[0] if args else _sql.first_arg(args, kwargs, "sql", "sql_script")
-        sub = _begin(_info(conn), query, preparation)
-    except Exception:  # noqa: BLE001
-        _sql.fail_internal("sqlite3")
-    if sub is None:
-        return method(*args, **kwargs)
-    try:
-        result = method(*args, **kwargs)
-    except BaseException as exc:
-        _fail(sub, exc)
-        raise
-    _end(sub)
-    return result
+    return _sql.run("sqlite3", conn, _info, method, args, kwargs, preparation,
+                    ("sql", "sql_script"))
 
 
 class TracedCursorMixin:
