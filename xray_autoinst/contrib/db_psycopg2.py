@@ -17,7 +17,6 @@ from ..core import wrapping
 from . import _sql
 
 
-
 def get_version():
     import psycopg2
 
