@@ -120,7 +120,24 @@ def check(variant, code):
     return proc.stderr.strip()[-500:]
 
 
-def run(venvs: dict, runs: dict, log=print, warmups: int = 2) -> dict:
+def instructions(argv, env):
+    """Instructions executed (valgrind's callgrind, following exec), or None without valgrind.
+    Deterministic where wall time on a shared machine is not."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return None
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           "--trace-children=yes", *argv], env=env, capture_output=True,
+                          text=True, timeout=600)
+    counts = [int(m.replace(",", "")) for m in re.findall(r"I\s+refs:\s+([\d,]+)", proc.stderr)]
+    if proc.returncode != 0 or not counts:
+        return None
+    return sum(counts)
+
+
+def run(venvs: dict, runs: dict, log=print, warmups: int = 2, count_instructions=False) -> dict:
     """``runs``: scenario -> number of interleaved runs of every variant, after ``warmups``
     checked runs of each."""
     daemon_port = closed_udp_port()
@@ -158,5 +175,17 @@ def run(venvs: dict, runs: dict, log=print, warmups: int = 2) -> dict:
             if v.name in notes:
                 row["note"] = notes[v.name]
             rows.append(row)
+        if count_instructions:
+            log(f"  start-up, {scenario}: instructions executed (valgrind), this agent's variants")
+            counted = {v.name: instructions(v.argv_for(code), v.env) for v in vs
+                       if v.tracer == "xray-autoinst"}
+            for row in rows:
+                n_ins = counted.get(row["variant"])
+                if n_ins is None:
+                    continue
+                row["instructions"] = n_ins
+                base = counted.get(row["baseline"]) if row["baseline"] else None
+                if base:
+                    row["instructions_overhead_pct"] = (n_ins - base) / base * 100
         results[scenario] = {"code": code, "runs": n, "rows": rows}
     return results
