@@ -1,7 +1,9 @@
 """End to end: requests per second of a trivial application under gunicorn (2 sync workers),
 bare and under ``xray-run`` sampling every request, with a UDP sink standing in for the daemon
-so every segment is really emitted. The server is pinned to CPU 0; the load generator (``wrk``,
-else ``loadgen.py``) and the sink to CPU 1. Variants alternate round by round."""
+so every segment is really emitted (and, for comparison, under ``xray-run`` sampling none).
+The server is pinned to CPU 0; the load generator (``wrk``, else ``loadgen.py``) and the sink
+to CPU 1. Variants alternate round by round. Besides the rate, the CPU time the server's
+processes used (from /proc) per request served."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import HERE, RULES_SAMPLED, free_port, rotate, summary, worker_env
+from benchlib import HERE, RULES_SAMPLED, RULES_UNSAMPLED, free_port, rotate, summary, worker_env
 from sink import Sink, pin
 
 APPS = os.path.join(HERE, "apps")
@@ -74,21 +76,55 @@ def load(port, seconds) -> dict:
     return res
 
 
+VARIANTS = ("bare", "xray-run", "xray-run, unsampled")
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu(pid):
+    """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
+    pids = [pid]
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == pid:
+                    pids.append(int(entry))
+        total = 0
+        for p in pids:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / _TICK
+
+
 def one_run(venv, variant, seconds, warmup=200) -> dict:
     port = free_port()
+    rules = RULES_UNSAMPLED if variant.endswith("unsampled") else RULES_SAMPLED
     with Sink(cpu=1) as sink:
         env = worker_env({"AWS_XRAY_DAEMON_ADDRESS": sink.address, "XRAY_SAMPLING": "local",
-                          "XRAY_SAMPLING_RULES": RULES_SAMPLED, "XRAY_SERVICE_NAME": "bench"})
+                          "XRAY_SAMPLING_RULES": rules, "XRAY_SERVICE_NAME": "bench"})
         cmd = [venv.script("gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
                "--chdir", APPS, "--log-level", "warning", "e2e_app:app"]
-        if variant == "xray-run":
+        if variant.startswith("xray-run"):
             cmd = [venv.script("xray-run"), *cmd]
         proc = subprocess.Popen([*pin(0), *cmd], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         try:
             _wait(port, proc)
             _warm(port, warmup)
+            cpu0 = tree_cpu(proc.pid)
             res = load(port, seconds)
+            cpu1 = tree_cpu(proc.pid)
+            if cpu0 is not None and cpu1 is not None and res["requests"]:
+                res["server_cpu_us_per_request"] = (cpu1 - cpu0) / res["requests"] * 1e6
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -104,7 +140,7 @@ def one_run(venv, variant, seconds, warmup=200) -> dict:
 
 
 def run(venv, rounds: int, seconds: float, log=print) -> dict:
-    variants = ["bare", "xray-run"]
+    variants = list(VARIANTS)
     runs = {v: [] for v in variants}
     for r in range(rounds):
         for v in rotate(variants, r):
@@ -112,7 +148,9 @@ def run(venv, rounds: int, seconds: float, log=print) -> dict:
             runs[v].append(one_run(venv, v, seconds))
     rows = []
     for v in variants:
+        cpu = [x["server_cpu_us_per_request"] for x in runs[v] if "server_cpu_us_per_request" in x]
         row = {"variant": v, "rps": summary([x["rps"] for x in runs[v]]),
+               "server_cpu_us_per_request": summary(cpu) if cpu else None,
                "latency_p50_ms": summary([x["latency_p50_ms"] for x in runs[v]
                                           if x.get("latency_p50_ms") is not None] or [0]),
                "latency_p99_ms": summary([x["latency_p99_ms"] for x in runs[v]
@@ -124,6 +162,10 @@ def run(venv, rounds: int, seconds: float, log=print) -> dict:
             served = sum(x["served_including_warmup"] for x in runs[v])
             got = sum((x["sink"] or {}).get("datagrams", 0) for x in runs[v])
             row["documents_per_request"] = got / served if served else None
+            # CPU time per request the agent adds on the server's core, from the rates
+            row["added_us_per_request"] = summary([
+                (1e6 / a["rps"] - 1e6 / b["rps"]) for a, b in
+                zip(runs[v], runs["bare"], strict=False)])
         rows.append(row)
     return {"rounds": rounds, "seconds": seconds, "workers": 2, "connections": CONNECTIONS,
             "pinned": bool(pin(0)), "load_generator": runs["bare"][0]["tool"], "rows": rows}

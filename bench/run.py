@@ -39,7 +39,7 @@ FULL = {
     "request": {"rounds": 3, "batches": 20, "target_s": 0.015},
     "call": {"rounds": 3, "batches": 16, "target_s": 0.02},
     "emission": {"windows": 7, "window_s": 0.5},
-    "e2e": {"rounds": 3, "seconds": 10.0},
+    "e2e": {"rounds": 5, "seconds": 8.0},
 }
 QUICK = {
     "startup_runs": {"python -c pass": 5, "typical app start": 2},
@@ -214,15 +214,19 @@ def render(results) -> str:
         for r in data["rows"]:
             rows.append([r["variant"], fmt(r["rps"], 0),
                          "%.3f" % r["ratio"]["median"] if "ratio" in r else "-",
+                         med(r.get("added_us_per_request"), 0, True),
+                         fmt(r.get("server_cpu_us_per_request"), 0),
                          med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
                          "%.3f" % r["documents_per_request"]
                          if r.get("documents_per_request") is not None else "-"])
         parts.append(
             f"### End to end: gunicorn, {data['workers']} sync workers, trivial app, "
             f"{data['load_generator']} with {data['connections']} connections, "
-            f"{data['rounds']} x {data['seconds']:g} s per variant, sampled 100%, UDP sink; "
+            f"{data['rounds']} x {data['seconds']:g} s per variant, UDP sink; "
             f"server and load generator pinned apart: {data['pinned']}\n\n"
-            + table(["variant", "requests/s", "ratio to bare", "p50 ms", "p99 ms",
+            + table(["variant", "requests/s", "ratio to bare",
+                     "µs added per request (1/rate, one server core)",
+                     "server CPU µs per request", "p50 ms", "p99 ms",
                      "documents received per request"], rows))
     for name, data in sec.items():
         if isinstance(data, dict) and "error" in data and name not in (

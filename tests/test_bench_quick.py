@@ -89,9 +89,12 @@ def test_quick_benchmarks_produce_numbers(tmp_path):
         assert sec["daemon"]["data"]["results"], sec["daemon"]
 
     rows = {r["variant"]: r for r in sec["e2e"]["rows"]}
-    assert _positive_summary(rows["bare"]["rps"]) and _positive_summary(rows["xray-run"]["rps"])
+    assert set(rows) == {"bare", "xray-run", "xray-run, unsampled"}
+    for row in rows.values():
+        assert _positive_summary(row["rps"]), row
     # sampled at 100%: every request served reached the sink as a document
     assert rows["xray-run"]["documents_per_request"] > 0.9, rows["xray-run"]
+    assert rows["xray-run, unsampled"]["documents_per_request"] == 0, rows["xray-run, unsampled"]
 
     assert results["targets"]
     assert "Targets" in proc.stdout
