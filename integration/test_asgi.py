@@ -230,6 +230,60 @@ def test_uvicorn_concurrent_requests_no_cross_talk(daemon):
         downstream.shutdown()
 
 
+def test_uvicorn_psycopg_in_sync_endpoints(daemon):
+    pytest.importorskip("psycopg")
+    from conftest import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432, "apt-get install postgresql")
+    p, port = start(UVICORN + ["fastapiapp:app"], daemon,
+                    APP_PG_DSN="host=127.0.0.1 port=5432 user=postgres dbname=test")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            results = list(pool.map(lambda i: get(port, f"/pg/{i}"), range(10)))
+        assert [r[2] for r in results] == [b'{"value":%d}' % (i + 1) for i in range(10)]
+        docs = by_path(daemon.wait(10, timeout=20))
+        for i in range(10):
+            [sql] = [s for s in docs[f"/pg/{i}"]["subsegments"] if "sql" in s]
+            assert sql["name"] == "test@127.0.0.1"
+            assert sql["sql"]["sanitized_query"] == "select %s::int + ?"
+            assert sql["sql"]["database_type"] == "PostgreSQL"
+    finally:
+        stop(p)
+
+
+def test_uvicorn_reload(daemon, tmp_path):
+    app_file = tmp_path / "reloadapp.py"
+    app_file.write_text(
+        "import os\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n")
+    p, port = start(UVICORN + ["--reload", "--reload-dir", str(tmp_path), "reloadapp:app"],
+                    daemon, cwd=tmp_path)
+    try:
+        first = get(port, "/one")[2]
+        [doc] = daemon.wait(1)
+        validate(doc)
+        assert doc["name"] == "reloadapp"
+        app_file.write_text(app_file.read_text() + "# changed\n")
+        deadline = time.time() + 20
+        while time.time() < deadline:  # the reloader starts a new worker process
+            try:
+                if get(port, "/two")[2] != first:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("uvicorn did not reload")
+        docs = daemon.wait(2, predicate=lambda d: d["http"]["request"]["url"].endswith("/two"))
+        validate(docs[-1])
+        assert docs[-1]["name"] == "reloadapp"
+    finally:
+        stop(p)
+
+
 def test_uvicorn_workers_factory(daemon):
     p, port = start(UVICORN + ["--workers", "2", "--factory", "fastapiapp:create_app"], daemon)
     try:

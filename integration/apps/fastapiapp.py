@@ -76,6 +76,14 @@ def create_app():
         conn.close()
         return {"value": value}
 
+    @app.get("/pg/{n}")
+    def pg(n: int):  # psycopg from a sync endpoint (the thread pool)
+        import psycopg
+
+        with psycopg.connect(os.environ["APP_PG_DSN"]) as conn:
+            (value,) = conn.execute("select %s::int + 1", (n,)).fetchone()
+        return {"value": value}
+
     @app.get("/fanout/{n}")
     async def fanout(n: int):
         # a different wait for every request, so that requests interleave on the loop
