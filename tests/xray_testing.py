@@ -120,6 +120,8 @@ def agent_env(daemon: FakeDaemon | None = None, **extra) -> dict:
     env["XRAY_SAMPLING"] = "local"
     env["XRAY_SAMPLING_RULES"] = '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}'
     env["XRAY_AUTOINST_RAISE"] = "1"
+    # never a real metadata address from a test, whatever machine runs it
+    env["XRAY_AUTOINST_IMDS_ENDPOINT"] = "http://127.0.0.1:9"
     if daemon is not None:
         env["AWS_XRAY_DAEMON_ADDRESS"] = daemon.address
     env.update({k: str(v) for k, v in extra.items()})
@@ -210,6 +212,7 @@ def install_tracer(env: dict | None = None):
     base = {
         "XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}',
         "XRAY_AUTOINST_RAISE": "1",
+        "XRAY_AUTOINST_IMDS_ENDPOINT": "http://127.0.0.1:9",
     }
     base.update(env or {})
     emitter = CollectingEmitter()

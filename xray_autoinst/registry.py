@@ -24,6 +24,8 @@ INTEGRATIONS = {
     # context follows the work into threads
     "threading": (("threading",), "xray_autoinst.contrib.ctx_threading", None),
     "futures": (("concurrent.futures.thread",), "xray_autoinst.contrib.ctx_futures", None),
+    # log records carry the trace id
+    "logging": (("logging",), "xray_autoinst.contrib.log_logging", None),
     # outbound HTTP and AWS
     "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
     "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),

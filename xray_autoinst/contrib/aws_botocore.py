@@ -89,9 +89,13 @@ def _inject_header(request=None, **_kwargs):
             attempts = cur.aws.get("retries", -1) + 1
             cur.aws["retries"] = attempts
         headers = request.headers
+        tracer = _tracer_mod.tracer
+        if tracer.use_w3c and "traceparent" not in headers:
+            for name, value in tracer.w3c_headers(cur):
+                headers[name] = value
         if _http.TRACE_HEADER in headers:
             return
-        value = _tracer_mod.tracer.outgoing_header(None)
+        value = tracer.outgoing_header(None)
         if value is not None:
             headers[_http.TRACE_HEADER] = value
     except Exception:  # noqa: BLE001 - an event handler that raises would fail the call
