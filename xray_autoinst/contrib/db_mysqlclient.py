@@ -1,0 +1,106 @@
+"""mysqlclient (``MySQLdb``): one ``remote`` subsegment per ``execute``/``executemany``/
+``callproc``, named ``database@host``, with the MySQL/MariaDB ``sql`` fields (see
+contrib/_sql.py).
+
+The connection is a C type, but ``MySQLdb.cursors.BaseCursor`` is a Python class: its three
+methods are wrapped in place, so every cursor class (``Cursor``, ``DictCursor``,
+``SSCursor``...) and the application's own subclasses are traced and the application holds
+mysqlclient's own objects. ``executemany`` and ``callproc`` run their statements through the
+cursor itself: those are part of the outer call, so each call is one subsegment. Host, user,
+database and port come from the attributes mysqlclient 2.2+ keeps on the connection
+(``get_host_info()`` before that). Strings are read with backslash escapes (MySQL's default;
+the driver does not expose a session's ``NO_BACKSLASH_ESCAPES``).
+"""
+
+from __future__ import annotations
+
+from ..core import wrapping
+from . import _sql
+
+
+def get_version():
+    import MySQLdb
+
+    return ".".join(str(p) for p in MySQLdb.version_info[:3])
+
+
+def _info(conn):
+    try:
+        info = conn._xray_sql
+    except AttributeError:
+        info = None
+    if info is None:
+        info = _describe(conn)
+        try:
+            conn._xray_sql = info
+        except AttributeError:
+            pass
+    return info
+
+
+def _describe(conn):
+    host = getattr(conn, "host", None)
+    unix_socket = None
+    if host is None:  # mysqlclient < 2.2: "127.0.0.1 via TCP/IP", "Localhost via UNIX socket"
+        try:
+            host_info = conn.get_host_info()
+        except Exception:  # noqa: BLE001
+            host_info = ""
+        if "UNIX socket" in host_info:
+            unix_socket = "socket"
+        host = host_info.split(" via ", 1)[0] or None
+    try:
+        server = conn.get_server_info()
+    except Exception:  # noqa: BLE001
+        server = None
+    return _sql.mysql_info(
+        getattr(conn, "database", None),
+        getattr(conn, "user", None),
+        host,
+        getattr(conn, "port", None) if unix_socket is None else None,
+        unix_socket,
+        server,
+        True,
+        "mysqlclient " + get_version(),
+    )
+
+
+def _traced_execute(wrapped, instance, args, kwargs):
+    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs,
+                    "statement", ("query",))
+
+
+def _traced_callproc(wrapped, instance, args, kwargs):
+    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs, "call",
+                    ("procname",))
+
+
+def _targets():
+    from MySQLdb import cursors
+
+    return (
+        (cursors.BaseCursor, "execute", _traced_execute),
+        (cursors.BaseCursor, "executemany", _traced_execute),
+        (cursors.BaseCursor, "callproc", _traced_callproc),
+    )
+
+
+def patch():
+    from MySQLdb import cursors
+
+    if getattr(cursors, "_xray_autoinst_patched", False):
+        return
+    _sql.tracer_ready()
+    for owner, name, wrapper in _targets():
+        wrapping.wrap(owner, name, wrapper)
+    cursors._xray_autoinst_patched = True
+
+
+def unpatch():
+    from MySQLdb import cursors
+
+    if not getattr(cursors, "_xray_autoinst_patched", False):
+        return
+    for owner, name, _wrapper in _targets():
+        wrapping.unwrap(owner, name)
+    cursors._xray_autoinst_patched = False
