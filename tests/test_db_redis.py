@@ -286,3 +286,15 @@ def test_context_missing_process_records_calls():
         db_redis.unpatch()
     subs = redis_subsegments(emitter)
     assert [fields(s)["command"] for s in subs] == ["PING"]
+
+
+def test_sentinel_and_tls_names():
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    pool = SentinelConnectionPool("mymaster", Sentinel([("127.0.0.1", 26379)]), db=2)
+    info = db_redis._describe(pool)
+    assert (info.name, info.base["url"]) == ("redis@mymaster", "redis+sentinel://mymaster/2")
+    tls = db_redis._describe(redis.ConnectionPool(
+        connection_class=redis.SSLConnection, host="cache.internal", port=6380))
+    assert (tls.name, tls.base["url"]) == ("redis@cache.internal:6380",
+                                           "rediss://cache.internal:6380/0")

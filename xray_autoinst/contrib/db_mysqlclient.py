@@ -17,6 +17,8 @@ from __future__ import annotations
 from ..core import wrapping
 from . import _sql
 
+_recording = _sql.recording
+
 
 def get_version():
     import MySQLdb
@@ -66,11 +68,15 @@ def _describe(conn):
 
 
 def _traced_execute(wrapped, instance, args, kwargs):
-    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs,
-                    "statement", ("query",))
+    if not _recording():  # the common case outside requests: nothing else to do
+        return wrapped(*args, **kwargs)
+    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs, "statement",
+                    ("query",))
 
 
 def _traced_callproc(wrapped, instance, args, kwargs):
+    if not _recording():  # the common case outside requests: nothing else to do
+        return wrapped(*args, **kwargs)
     return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs, "call",
                     ("procname",))
 

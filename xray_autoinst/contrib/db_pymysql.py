@@ -14,6 +14,8 @@ from __future__ import annotations
 from ..core import wrapping
 from . import _sql
 
+_recording = _sql.recording
+
 _NO_BACKSLASH_ESCAPES = 512  # SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
 
@@ -55,11 +57,15 @@ def _describe(conn, escapes):
 
 
 def _traced_execute(wrapped, instance, args, kwargs):
+    if not _recording():  # the common case outside requests: nothing else to do
+        return wrapped(*args, **kwargs)
     return _sql.run("pymysql", instance.connection, _info, wrapped, args, kwargs, "statement",
                     ("query",))
 
 
 def _traced_callproc(wrapped, instance, args, kwargs):
+    if not _recording():  # the common case outside requests: nothing else to do
+        return wrapped(*args, **kwargs)
     return _sql.run("pymysql", instance.connection, _info, wrapped, args, kwargs, "call",
                     ("procname",))
 
