@@ -84,7 +84,7 @@ async def main():
     async with client.pipeline() as pipe:
         pipe.get("%s").delete("%s")
         await pipe.execute()
-    await client.aclose()
+    await (getattr(client, "aclose", None) or client.close)()  # aclose: redis-py 5.0.1+
 
 
 asyncio.run(main())

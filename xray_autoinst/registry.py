@@ -29,7 +29,9 @@ INTEGRATIONS = {
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
     "pymysql": (("pymysql.cursors",), "xray_autoinst.contrib.db_pymysql", "PyMySQL"),
-    "mysqlclient": (("MySQLdb.cursors",), "xray_autoinst.contrib.db_mysqlclient", "mysqlclient"),
+    "mysqlclient": (
+        ("MySQLdb.connections",), "xray_autoinst.contrib.db_mysqlclient", "mysqlclient"
+    ),
     # caches
     "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
     "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
