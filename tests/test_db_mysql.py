@@ -249,3 +249,14 @@ def test_sqlalchemy_one_subsegment_per_statement(traced, driver):
     assert all(s["name"] == "test@127.0.0.1" and "subsegments" not in s for s in subs)
     assert all(s["sql"]["driver_version"].startswith(driver.label) for s in subs)
     assert_no_secret(emitter, *SECRETS)
+
+
+def test_mysqlclient_connect_parameters_without_password():
+    from xray_autoinst.contrib import db_mysqlclient
+
+    p = db_mysqlclient._params(("db.internal", "app", "pw-secret", "shop"), {"port": 3307})
+    assert p == {"host": "db.internal", "user": "app", "database": "shop", "port": 3307,
+                 "unix_socket": None}
+    p = db_mysqlclient._params((), {"unix_socket": "/run/m.sock", "user": "u",
+                                    "password": "pw-secret", "database": "d"})
+    assert "pw-secret" not in repr(p) and p["unix_socket"] == "/run/m.sock"
