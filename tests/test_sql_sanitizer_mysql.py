@@ -89,3 +89,9 @@ TEMPLATES = [
 def test_random_literals_never_survive(template, a, b):
     out = sanitize(template.format(a, b), backslash_escapes=True, mysql=True)
     assert out == sanitize(template.format("?", "?"), backslash_escapes=True, mysql=True)
+
+
+def test_the_mysql_step_expression_has_its_two_tokens():
+    from xray_autoinst.contrib import _sql
+
+    assert _sql._STEP_MYSQL.pattern.count("\\#") == 2
