@@ -36,6 +36,13 @@ INTEGRATIONS = {
     "psycopg2": (
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
+    "pymysql": (("pymysql.cursors",), "xray_autoinst.contrib.db_pymysql", "PyMySQL"),
+    "mysqlclient": (
+        ("MySQLdb.connections",), "xray_autoinst.contrib.db_mysqlclient", "mysqlclient"
+    ),
+    # caches
+    "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
+    "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
