@@ -132,6 +132,23 @@ def xray_run(*args: str) -> list[str]:
     return [str(BIN / "xray-run"), *args]
 
 
+def start_traced(cmd, daemon, cwd, warmup="/warmup", timeout=40.0, **env):
+    """Start ``xray-run <cmd>`` (``{port}`` in it replaced by a free port) and wait until it
+    answers ``warmup`` and that request's segment arrived; returns (process, port)."""
+    port = free_port()
+    full = [c.replace("{port}", str(port)) for c in cmd]
+    p = subprocess.Popen(xray_run(*full), cwd=cwd, env=agent_env(daemon, **env),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, warmup, proc=p, timeout=timeout)
+        daemon.wait(1, timeout=15)  # the warm-up request's segment
+        daemon.clear()
+    except BaseException:
+        print(stop(p))
+        raise
+    return p, port
+
+
 def wait_http(port: int, path: str = "/", timeout: float = 20.0, proc=None) -> None:
     """Wait until a server on 127.0.0.1:port answers."""
     import http.client
