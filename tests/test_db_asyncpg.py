@@ -148,7 +148,9 @@ def test_errors_pass_through_unchanged(traced):
                 await conn.fetch("SELECT * FROM no_such_table_xyz")
             with pytest.raises(asyncpg.PostgresSyntaxError):
                 await conn.execute("SELEC 1")
-            stmt = await conn.prepare("SELECT 1 / $1::int")
+            with pytest.raises(asyncpg.UndefinedTableError):  # rejected by the server
+                await conn.prepare("SELECT * FROM no_such_prepared_xyz")
+            stmt = await conn.prepare("SELECT 1 / $1::int")  # prepared: not a subsegment
             with pytest.raises(asyncpg.DivisionByZeroError):
                 await stmt.fetchval(0)
             await conn.close()
@@ -164,9 +166,11 @@ def test_errors_pass_through_unchanged(traced):
     assert type(exc) is asyncpg.UndefinedTableError and exc.sqlstate == "42P01"
     subs = sql_subsegments(emitter)
     assert [s["sql"]["sanitized_query"] for s in subs] == [
-        "SELECT * FROM no_such_table_xyz", "SELEC ?", "SELECT ? / $1::int", "SELECT ?"]
+        "SELECT * FROM no_such_table_xyz", "SELEC ?", "SELECT * FROM no_such_prepared_xyz",
+        "SELECT ? / $1::int", "SELECT ?"]
     for s, kind in zip(subs, ["UndefinedTableError", "PostgresSyntaxError",
-                              "DivisionByZeroError", "InterfaceError"], strict=True):
+                              "UndefinedTableError", "DivisionByZeroError", "InterfaceError"],
+                       strict=True):
         assert s["fault"] is True
         [ex] = s["cause"]["exceptions"]
         assert ex["type"] == kind and ex["remote"] is True

@@ -10,7 +10,9 @@ methods are patched in place with coroutine functions (``wrapping.wrap_async``):
   ``COPY schema.table TO STDOUT`` / ``FROM STDIN`` (the table is an identifier, never data);
 - ``PreparedStatement.fetch``/``fetchval``/``fetchrow``/``fetchmany``/``executemany``: the
   prepared statement's query. ``Connection.prepare`` itself is not a subsegment, so a
-  statement prepared then run (what SQLAlchemy's asyncpg dialect does) is recorded once.
+  statement prepared then run (what SQLAlchemy's asyncpg dialect does) is recorded once;
+  a ``prepare`` the server rejects (a syntax error, a missing table: the statement never
+  runs) is recorded, with its error, from the start of the ``prepare``.
 
 Pools (``asyncpg.create_pool``, ``Pool.fetch``, ``pool.acquire()``) hand out proxies whose
 methods call these, so pooled calls are traced with no pool-specific code. What asyncpg runs
@@ -22,6 +24,7 @@ released (``Connection.reset``) and a ``Transaction``'s ``BEGIN``/``COMMIT``/``R
 from __future__ import annotations
 
 import contextvars
+import time
 import weakref
 
 from ..core import wrapping
@@ -36,6 +39,7 @@ _quiet: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_asyncpg_q
                                                         default=False)
 _quiet_get = _quiet.get
 _infos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_time = time.time
 
 QUERY_METHODS = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany",
                  "copy_from_query")
@@ -175,6 +179,27 @@ async def _traced_prepared(wrapped, instance, args, kwargs):
     return await _run(sub, wrapped, args, kwargs)
 
 
+async def _traced_prepare(wrapped, instance, args, kwargs):
+    if not _recording() or _quiet_get():
+        return await wrapped(*args, **kwargs)
+    started = _time()
+    try:
+        return await wrapped(*args, **kwargs)
+    except Exception as exc:
+        _failed_prepare(instance, args, kwargs, started, exc)
+        raise
+
+
+def _failed_prepare(conn, args, kwargs, started, exc):
+    try:
+        sub = _start(conn, _sql.first_arg(args, kwargs, "query"))
+        if sub is not None:
+            sub.start_time = started
+            _fail(sub, exc)
+    except Exception:  # noqa: BLE001
+        _sql.fail_internal("asyncpg")
+
+
 async def _traced_quietly(wrapped, instance, args, kwargs):
     token = _quiet.set(True)
     try:
@@ -206,6 +231,7 @@ def _targets():
     out += [(conn, n, _traced_copy_out) for n in COPY_OUT]
     out += [(conn, n, _traced_copy_in) for n in COPY_IN]
     out += [(stmt, n, _traced_prepared) for n in PREPARED_METHODS]
+    out.append((conn, "prepare", _traced_prepare))
     out += [(conn, n, _traced_quietly) for n in QUIET_CONNECTION]
     out += [(xact, n, _traced_quietly) for n in QUIET_TRANSACTION]
     return [(owner, name, wrapper) for owner, name, wrapper in out if name in owner.__dict__]
