@@ -315,7 +315,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument("--out", help="write the results as JSON to this path")
     args = ap.parse_args(argv)
-    rounds, k = (3, 50) if args.quick else (15, 200)
+    rounds, k = (3, 50) if args.quick else (9, 100)
     cases, skipped = [], []
     if postgres_up():
         cases.append(AsyncpgCase())

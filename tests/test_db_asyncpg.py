@@ -176,6 +176,33 @@ def test_errors_pass_through_unchanged(traced):
         assert ex["type"] == kind and ex["remote"] is True
 
 
+def test_cursors_are_one_subsegment_each(traced):
+    t, emitter = traced
+
+    @in_segment(t)
+    async def main():
+        conn = await asyncpg.connect(DSN)
+        try:
+            async with conn.transaction():
+                got = [r[0] async for r in conn.cursor(
+                    "SELECT generate_series(1, $1) AS iterated", 120, prefetch=50)]
+                assert got == list(range(1, 121))  # three round trips, one subsegment
+                cur = await conn.cursor("SELECT generate_series(1, 10) AS awaited")
+                assert len(await cur.fetch(4)) == 4
+                assert await cur.forward(2) == 2
+                assert (await cur.fetchrow())[0] == 7
+                stmt = await conn.prepare("SELECT generate_series(1, 3) AS prepared")
+                cur = await stmt.cursor()
+                assert [r[0] for r in await cur.fetch(5)] == [1, 2, 3]
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    assert queries(emitter) == ["SELECT generate_series(?, $1) AS iterated",
+                                "SELECT generate_series(?, ?) AS awaited",
+                                "SELECT generate_series(?, ?) AS prepared"]
+
+
 def test_pool_transactions_and_asyncpg_bookkeeping(traced):
     t, emitter = traced
 
@@ -292,5 +319,5 @@ def test_same_results_with_and_without_the_agent(tracer):
     finally:
         db_asyncpg.unpatch()
     assert traced == bare
-    assert len(sql_subsegments(emitter)) == 13  # the cursor and prepare() are not statements
+    assert len(sql_subsegments(emitter)) == 14  # prepare() is not a subsegment; the cursor is
     assert_no_secret(emitter, PASSWORD)

@@ -196,3 +196,30 @@ def test_async_engine_concurrent_requests(traced, driver, tmp_path):
         i = doc["name"].split("-")[1]
         got = [s["sql"]["sanitized_query"] for s in doc.get("subsegments", [])]
         assert got == ["SELECT ? AS task_%s" % i] * 2, (driver, doc["name"], got)
+
+
+@pytest.mark.parametrize("driver", sorted(ASYNC))
+def test_async_engine_streamed_results(traced, driver, tmp_path):
+    """A server-side cursor (``stream``) is one subsegment too."""
+    needs(driver)
+    t, emitter = traced
+
+    async def main():
+        engine = create_async_engine(ASYNC[driver](tmp_path))
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        sent = sent_statements(engine.sync_engine)
+        seg, token = t.begin_segment("req")
+        try:
+            async with engine.connect() as conn:
+                result = await conn.stream(text("SELECT 1 AS streamed UNION ALL SELECT 2"))
+                assert [r[0] async for r in result] == [1, 2]
+        finally:
+            t.end_segment(seg, token)
+        await engine.dispose()
+        return sent
+
+    sent = asyncio.run(main())
+    subs = sql_subsegments(emitter)
+    assert [s["sql"]["sanitized_query"] for s in subs] == [_sql.sanitize(q) for q in sent]
+    assert len(subs) == 1

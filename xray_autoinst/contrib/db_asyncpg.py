@@ -14,6 +14,10 @@ methods are patched in place with coroutine functions (``wrapping.wrap_async``):
   a ``prepare`` the server rejects (a syntax error, a missing table: the statement never
   runs) is recorded, with its error, from the start of the ``prepare``.
 
+- cursors (``conn.cursor(...)`` iterated or awaited, ``PreparedStatement.cursor``): one
+  subsegment for the round trip that opens the cursor's portal; later fetches are not
+  separate subsegments (as with psycopg's server-side cursors).
+
 Pools (``asyncpg.create_pool``, ``Pool.fetch``, ``pool.acquire()``) hand out proxies whose
 methods call these, so pooled calls are traced with no pool-specific code. What asyncpg runs
 for its own bookkeeping is not recorded: the reset query a pool runs when a connection is
@@ -46,6 +50,8 @@ QUERY_METHODS = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fet
 COPY_OUT = ("copy_from_table",)
 COPY_IN = ("copy_to_table", "copy_records_to_table")
 PREPARED_METHODS = ("fetch", "fetchval", "fetchrow", "fetchmany", "executemany")
+# a cursor's first round trip (Bind, or Bind and Execute for an iterated cursor)
+CURSOR_METHODS = ("_bind_exec", "_bind")
 QUIET_CONNECTION = ("reset",)
 # what commit()/rollback() and ``async with`` run
 QUIET_TRANSACTION = ("start", "_Transaction__commit", "_Transaction__rollback")
@@ -222,7 +228,7 @@ def _sync_adapter(async_wrapper):
 
 
 def _targets():
-    from asyncpg import connection, prepared_stmt, transaction
+    from asyncpg import connection, cursor, prepared_stmt, transaction
 
     conn = connection.Connection
     stmt = prepared_stmt.PreparedStatement
@@ -232,6 +238,7 @@ def _targets():
     out += [(conn, n, _traced_copy_in) for n in COPY_IN]
     out += [(stmt, n, _traced_prepared) for n in PREPARED_METHODS]
     out.append((conn, "prepare", _traced_prepare))
+    out += [(cursor.BaseCursor, n, _traced_prepared) for n in CURSOR_METHODS]
     out += [(conn, n, _traced_quietly) for n in QUIET_CONNECTION]
     out += [(xact, n, _traced_quietly) for n in QUIET_TRANSACTION]
     return [(owner, name, wrapper) for owner, name, wrapper in out if name in owner.__dict__]
