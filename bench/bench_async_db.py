@@ -123,6 +123,7 @@ class AsyncpgCase:
             inst.uninstrument()
             install(self.states["bare"])
             self.otel = provider.get_tracer("bench")
+            self.otel_instrumentor = inst
         except ImportError as exc:
             self.skipped.append("opentelemetry-instrumentation-asyncpg: %s" % exc)
         self.conn = await asyncpg.connect(PG)
@@ -136,6 +137,23 @@ class AsyncpgCase:
     async def call(self):
         await self.conn.fetchval("SELECT $1::int", 1)
 
+    def isolated(self):
+        """kind -> an async callable running only that instrumentation's wrapper around a
+        stub of the driver call (no I/O)."""
+        from xray_autoinst.contrib import db_asyncpg
+
+        conn, args = self.conn, ("SELECT $1::int", 1)
+
+        async def stub(*a, **k):
+            return 1
+
+        out = {"bare": lambda: stub(*args),
+               "ours": lambda: db_asyncpg._traced_query(stub, conn, args, {})}
+        if self.otel is not None:
+            inst = self.otel_instrumentor
+            out["otel"] = lambda: inst._do_execute(stub, conn, args, {})
+        return out
+
     async def close(self):
         install(self.states["bare"])
         await self.conn.close()
@@ -143,6 +161,7 @@ class AsyncpgCase:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -220,6 +239,44 @@ class AiobotocoreCase:
     async def call(self):
         await self.ddb.get_item(TableName="t", Key={"id": {"S": "k"}})
 
+    def isolated(self):
+        """kind -> an async callable: that instrumentation's wrapper around a stub of
+        ``_make_api_call`` that runs its header injection once, as one attempt would."""
+        from xray_autoinst.contrib import aws_aiobotocore, aws_botocore
+
+        ddb = self.ddb
+        args = ("GetItem", {"TableName": "t", "Key": {"id": {"S": "k"}}})
+        response = {"ResponseMetadata": {"RequestId": "r", "HTTPStatusCode": 200,
+                                          "HTTPHeaders": {"content-length": "2"},
+                                          "RetryAttempts": 0}}
+
+        class Request:
+            url = "http://127.0.0.1/"
+
+            def __init__(self):
+                self.headers = {}
+
+        async def bare(*a, **k):
+            return response
+
+        async def ours_stub(*a, **k):
+            aws_botocore._inject_header(request=Request())
+            return response
+
+        aws_botocore._state["aio"] = True
+        out = {"bare": lambda: bare(*args),
+               "ours": lambda: aws_aiobotocore._traced_make_api_call(ours_stub, ddb, args, {})}
+        if self.xray is not None:
+            from aws_xray_sdk.ext.aiobotocore.patch import _xray_traced_aiobotocore
+            from aws_xray_sdk.ext.boto_utils import inject_header
+
+            async def sdk_stub(*a, **k):
+                inject_header(lambda r: r, None, (Request(),), {})
+                return response
+
+            out["xraysdk"] = lambda: _xray_traced_aiobotocore(sdk_stub, ddb, args, {})
+        return out
+
     async def close(self):
         install(self.states["bare"])
         await self.ctx.__aexit__(None, None, None)
@@ -255,6 +312,43 @@ async def round_time(case, variant, k, tracer):
     return (CLOCK() - t0) / k
 
 
+async def isolated_round(case, calls, variant, k, tracer):
+    kind, _, mode = variant.partition("-")
+    call = calls[kind]
+    in_segment = mode in ("traced", "in-segment")
+    t0 = CLOCK()
+    for _ in range(k // PER_SEGMENT):
+        if not in_segment:
+            for _ in range(PER_SEGMENT):
+                await call()
+        elif kind in ("bare", "ours"):
+            seg, token = tracer.begin_segment("bench")
+            for _ in range(PER_SEGMENT):
+                await call()
+            tracer.end_segment(seg, token)
+        elif kind == "otel":
+            with case.otel.start_as_current_span("bench"):
+                for _ in range(PER_SEGMENT):
+                    await call()
+        else:
+            case.xray.begin_segment("bench")
+            for _ in range(PER_SEGMENT):
+                await call()
+            case.xray.end_segment()
+    return (CLOCK() - t0) / k
+
+
+def summarize(times, variants):
+    out = {}
+    for v in variants:
+        base = "bare-in-segment" if v.endswith("-traced") else "bare"
+        diffs = [a - b for a, b in zip(times[v], times[base], strict=True)]
+        out[v] = {"median_us": statistics.median(times[v]) * 1e6,
+                  "overhead_us": statistics.median(diffs) * 1e6 if v != base else 0.0,
+                  "against": base}
+    return out
+
+
 async def bench_case(case, rounds, k):
     await case.setup()
     tracer = our_tracer()
@@ -267,20 +361,20 @@ async def bench_case(case, rounds, k):
                 dt = await round_time(case, v, k, tracer)
                 if i >= warm:
                     times[v].append(dt)
+        install(case.states["bare"])
+        calls = case.isolated()
+        iso = {v: [] for v in variants}
+        for i in range(rounds * 3 + warm):
+            for v in variants[i % len(variants):] + variants[:i % len(variants)]:
+                dt = await isolated_round(case, calls, v, k * 10, tracer)
+                if i >= warm:
+                    iso[v].append(dt)
     finally:
         await case.close()
-    out = {"name": case.name, "rounds": rounds, "calls_per_round": k,
-           "skipped": case.skipped, "variants": {}}
-    for v in variants:
-        base = "bare-in-segment" if v.endswith("traced") and not v.endswith("untraced") \
-            else "bare"
-        diffs = [a - b for a, b in zip(times[v], times[base], strict=True)]
-        out["variants"][v] = {
-            "median_us": statistics.median(times[v]) * 1e6,
-            "overhead_us": statistics.median(diffs) * 1e6 if v != base else 0.0,
-            "against": base,
-        }
-    return out
+    return {"name": case.name, "rounds": rounds, "calls_per_round": k,
+            "skipped": case.skipped, "variants": summarize(times, variants),
+            "isolated": {"rounds": rounds * 3, "calls_per_round": k * 10,
+                         "variants": summarize(iso, variants)}}
 
 
 def postgres_up():
@@ -291,21 +385,19 @@ def postgres_up():
         return False
 
 
-def table(result):
-    v = result["variants"]
-    lines = ["### %s (%d rounds x %d calls, CPU us per call)" % (
-        result["name"], result["rounds"], result["calls_per_round"]), "",
-        "| variant | median | overhead | ratio vs bare | overhead vs ours |",
-        "| --- | ---: | ---: | ---: | ---: |"]
+def table(title, v, rounds, k, skipped=()):
+    lines = ["### %s (%d rounds x %d calls, CPU us per call)" % (title, rounds, k), "",
+             "| variant | median | overhead | ratio vs bare | overhead vs ours |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for name, r in v.items():
         bare = v[r["against"]]["median_us"]
         ours_key = "ours-traced" if name.endswith("-traced") else "ours-untraced"
         ours = v.get(ours_key, {}).get("overhead_us")
-        rel = ("%.1fx" % (r["overhead_us"] / ours)) if ours and name.split("-")[0] not in (
-            "bare", "ours") else ""
-        lines.append("| %s | %.1f | %+.2f | %.3f | %s |" % (
+        rel = ("%.1fx" % (r["overhead_us"] / ours)) if ours and ours > 0 and name.split(
+            "-")[0] not in ("bare", "ours") else ""
+        lines.append("| %s | %.2f | %+.2f | %.3f | %s |" % (
             name, r["median_us"], r["overhead_us"], r["median_us"] / bare, rel))
-    for s in result["skipped"]:
+    for s in skipped:
         lines.append("\nskipped: " + s)
     return "\n".join(lines)
 
@@ -331,7 +423,11 @@ def main(argv=None):
     print("## Async database and AWS clients: per-call overhead (medians, the loop thread's "
           "CPU time)\n")
     for r in results:
-        print(table(r) + "\n")
+        print(table(r["name"], r["variants"], r["rounds"], r["calls_per_round"],
+                    r["skipped"]) + "\n")
+        iso = r["isolated"]
+        print(table(r["name"].split(" (")[0] + ": the wrappers alone, around a stub (no I/O)",
+                    iso["variants"], iso["rounds"], iso["calls_per_round"]) + "\n")
     for s in skipped:
         print("skipped:", s)
     if args.out:
