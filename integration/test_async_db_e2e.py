@@ -157,6 +157,11 @@ def test_process_mode_records_each_call_once(daemon, tmp_path, moto):
                    for q in by_query)
     aws = [(s["name"], s["aws"]["operation"]) for s in subs if s.get("namespace") == "aws"]
     assert sorted(aws) == [("s3", "CreateBucket"), ("s3", "PutObject")]
+    # the AWS call is the node: its HTTP exchange (aiohttp) is never a second subsegment
+    assert not [s for s in subs if "http" in s and s.get("namespace") != "aws"]
+    for s in subs:
+        for inner in s.get("subsegments", []):
+            assert "namespace" not in inner, inner  # connection phases at most
     for s in subs:
         if s.get("namespace") == "aws":
             assert s["aws"]["bucket_name"] == "aio-bucket" and s["aws"]["request_id"]
