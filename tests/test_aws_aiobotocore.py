@@ -9,7 +9,7 @@ import json
 
 import pytest
 from test_http_servers import FakeAWS, parse_trace_header, start_moto
-from xray_testing import subs, validate
+from xray_testing import install_tracer, subs, validate
 
 aiobotocore_session = pytest.importorskip("aiobotocore.session")
 import botocore.exceptions  # noqa: E402
@@ -184,3 +184,39 @@ def test_nothing_recorded_outside_a_request(traced, fake):
     asyncio.run(main())
     assert emitter.documents == []
     assert fake.trace_headers() == [None]  # no header outside a trace
+
+
+@pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata",
+                                    "_ensure_handler"])
+def test_broken_instrumentation_leaves_calls_unchanged(fake, monkeypatch, helper):
+    from xray_autoinst.core.tracer import current_entity
+
+    t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(aws_botocore, helper, broken)
+    fake.queue += [(200, {"Item": {"id": {"S": "1"}}}),
+                   (400, {"__type": "ResourceNotFoundException", "message": "gone"})]
+
+    async def main():
+        async with client("dynamodb", fake.url(), attempts=0) as ddb:
+            seg, token = t.begin_segment("svc")
+            try:
+                got = await ddb.get_item(TableName="t", Key={"id": {"S": "1"}})
+                assert got["Item"] == {"id": {"S": "1"}}
+                with pytest.raises(botocore.exceptions.ClientError) as info:
+                    await ddb.get_item(TableName="t", Key={"id": {"S": "1"}})
+                assert info.value.response["Error"] == {
+                    "Code": "ResourceNotFoundException", "Message": "gone"}
+                assert current_entity.get() is seg
+            finally:
+                t.end_segment(seg, token)
+
+    aws_aiobotocore.patch()
+    try:
+        asyncio.run(main())
+    finally:
+        aws_aiobotocore.unpatch()
+    [doc] = docs(emitter)

@@ -10,6 +10,7 @@ import io
 
 import pytest
 from sqltrace import assert_no_secret, require_postgres, sql_subsegments
+from xray_testing import install_tracer
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -321,3 +322,38 @@ def test_same_results_with_and_without_the_agent(tracer):
     assert traced == bare
     assert len(sql_subsegments(emitter)) == 14  # prepare() is not a subsegment; the cursor is
     assert_no_secret(emitter, PASSWORD)
+
+
+@pytest.mark.parametrize("helper", ["_describe", "_begin", "_copy_query"])
+def test_broken_instrumentation_leaves_calls_unchanged(monkeypatch, helper):
+    t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(db_asyncpg, helper, broken)
+    db_asyncpg._infos.clear()
+
+    @in_segment(t)
+    async def main():
+        conn = await asyncpg.connect(DSN)
+        try:
+            assert await conn.fetchval("SELECT $1::int", 7) == 7
+            stmt = await conn.prepare("SELECT $1::int + 1")
+            assert await stmt.fetchval(1) == 2
+            out = io.BytesIO()
+            await conn.copy_from_query("SELECT 1", output=out)
+            await conn.copy_from_table("pg_am", output=out, columns=["amname"])
+            assert b"btree" in out.getvalue()
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await conn.fetch("SELECT * FROM no_such_table_xyz")
+        finally:
+            await conn.close()
+
+    db_asyncpg.patch()
+    try:
+        asyncio.run(main())
+    finally:
+        db_asyncpg.unpatch()
+    db_asyncpg._infos.clear()
+    sql_subsegments(emitter)  # whatever was recorded is valid

@@ -15,8 +15,9 @@ from __future__ import annotations
 from ..core import wrapping
 from . import _http, aws_botocore
 
-_begin = aws_botocore._begin
-_end = aws_botocore._end
+# aws_botocore's helpers are looked up on each call (not bound here): what that module records
+# (and any service it learns to handle) is what aiobotocore calls record
+_bc = aws_botocore
 _INTERNAL = aws_botocore._INTERNAL
 
 
@@ -33,7 +34,7 @@ def _fail(what):
 async def _traced_make_api_call(wrapped, instance, args, kwargs):
     sub = None
     try:
-        sub = _begin(instance, args, kwargs)
+        sub = _bc._begin(instance, args, kwargs)
     except Exception:  # noqa: BLE001
         _fail("begin")
     if sub is None:
@@ -48,12 +49,12 @@ async def _traced_make_api_call(wrapped, instance, args, kwargs):
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         try:
-            _end(sub, exc=exc)
+            _bc._end(sub, exc=exc)
         except Exception:  # noqa: BLE001
             _fail("end")
         raise
     try:
-        _end(sub, result)
+        _bc._end(sub, result)
     except Exception:  # noqa: BLE001
         _fail("end")
     return result
