@@ -138,6 +138,30 @@ def test_fields_of_each_kind_of_call(traced):
     assert_no_secret(emitter, PASSWORD, "lit-secret", "param-secret", "rec-secret", "copied")
 
 
+def test_unix_socket_connection(traced):
+    import os
+
+    sock_dir = "/var/run/postgresql"
+    if not os.path.exists(sock_dir + "/.s.PGSQL.5432"):
+        pytest.skip("no PostgreSQL Unix socket in " + sock_dir)
+    t, emitter = traced
+
+    @in_segment(t)
+    async def main():
+        conn = await asyncpg.connect(host=sock_dir, user="postgres", database="test",
+                                     password=PASSWORD)
+        try:
+            assert await conn.fetchval("SELECT 1") == 1
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    [sub] = sql_subsegments(emitter)
+    assert sub["name"] == "test@" + sock_dir
+    assert sub["sql"]["url"] == "postgresql://postgres@/test?host=" + sock_dir
+    assert_no_secret(emitter, PASSWORD)
+
+
 def test_errors_pass_through_unchanged(traced):
     t, emitter = traced
 

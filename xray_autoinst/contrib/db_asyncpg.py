@@ -12,8 +12,7 @@ methods are patched in place with coroutine functions (``wrapping.wrap_async``):
   prepared statement's query. ``Connection.prepare`` itself is not a subsegment, so a
   statement prepared then run (what SQLAlchemy's asyncpg dialect does) is recorded once;
   a ``prepare`` the server rejects (a syntax error, a missing table: the statement never
-  runs) is recorded, with its error, from the start of the ``prepare``.
-
+  runs) is recorded, with its error, from the start of the ``prepare``;
 - cursors (``conn.cursor(...)`` iterated or awaited, ``PreparedStatement.cursor``): one
   subsegment for the round trip that opens the cursor's portal; later fetches are not
   separate subsegments (as with psycopg's server-side cursors).
