@@ -223,3 +223,89 @@ def test_async_engine_streamed_results(traced, driver, tmp_path):
     subs = sql_subsegments(emitter)
     assert [s["sql"]["sanitized_query"] for s in subs] == [_sql.sanitize(q) for q in sent]
     assert len(subs) == 1
+
+
+# -- the ORM: unit of work, bulk inserts with RETURNING (insertmanyvalues), selects ---------------
+def orm_models():
+    from sqlalchemy import Integer, String
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "sqla_orm_items"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+
+    return Base, Item
+
+
+@pytest.mark.parametrize("driver", sorted(SYNC))
+def test_sync_orm_one_subsegment_per_statement(traced, driver, tmp_path):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    needs(driver)
+    t, emitter = traced
+    Base, Item = orm_models()
+    engine = sqlalchemy.create_engine(SYNC[driver](tmp_path))
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    sent = sent_statements(engine)
+    seg, token = t.begin_segment("req")
+    try:
+        with Session(engine) as session:
+            session.add_all([Item(name="name-secret"), Item(name="b"), Item(name="c")])
+            session.flush()
+            assert sorted(i.id for i in session.scalars(select(Item))) == [1, 2, 3]
+            session.get(Item, 2).name = "renamed-secret"
+            session.commit()
+    finally:
+        t.end_segment(seg, token)
+    sent = sent[:]  # drop_all's statements below are outside the request
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    subs = sql_subsegments(emitter)
+    assert len(sent) >= 3
+    assert [s["sql"]["sanitized_query"] for s in subs] == [_sql.sanitize(q) for q in sent]
+    assert_no_secret(emitter, PASSWORD, "name-secret", "renamed-secret")
+
+
+@pytest.mark.parametrize("driver", sorted(ASYNC))
+def test_async_orm_one_subsegment_per_statement(traced, driver, tmp_path):
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    needs(driver)
+    t, emitter = traced
+    Base, Item = orm_models()
+
+    async def main():
+        engine = create_async_engine(ASYNC[driver](tmp_path))
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.run_sync(Base.metadata.create_all)
+        sent = sent_statements(engine.sync_engine)
+        seg, token = t.begin_segment("req")
+        try:
+            async with AsyncSession(engine) as session:
+                session.add_all([Item(name="name-secret"), Item(name="b"), Item(name="c")])
+                await session.flush()
+                ids = sorted(i.id for i in (await session.scalars(select(Item))).all())
+                assert ids == [1, 2, 3]
+                (await session.get(Item, 2)).name = "renamed-secret"
+                await session.commit()
+        finally:
+            t.end_segment(seg, token)
+        sent = sent[:]  # drop_all's statements below are outside the request
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+        await engine.dispose()
+        return sent
+
+    sent = asyncio.run(main())
+    subs = sql_subsegments(emitter)
+    assert len(sent) >= 3
+    assert [s["sql"]["sanitized_query"] for s in subs] == [_sql.sanitize(q) for q in sent]
+    assert_no_secret(emitter, PASSWORD, "name-secret", "renamed-secret")
