@@ -30,6 +30,9 @@ INTEGRATIONS = {
     "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
     "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),
     "botocore": (("botocore.client",), "xray_autoinst.contrib.aws_botocore", "botocore"),
+    "aiobotocore": (
+        ("aiobotocore.client",), "xray_autoinst.contrib.aws_aiobotocore", "aiobotocore"
+    ),
     # databases
     "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
     "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),
@@ -43,6 +46,9 @@ INTEGRATIONS = {
     # caches
     "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
     "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
+    "asyncpg": (("asyncpg.connection",), "xray_autoinst.contrib.db_asyncpg", "asyncpg"),
+    # aiosqlite's thread runs each call in the caller's context; sqlite3 records the statement
+    "aiosqlite": (("aiosqlite.core",), "xray_autoinst.contrib.db_aiosqlite", "aiosqlite"),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
