@@ -43,12 +43,12 @@ INTEGRATIONS = {
     "mysqlclient": (
         ("MySQLdb.connections",), "xray_autoinst.contrib.db_mysqlclient", "mysqlclient"
     ),
-    # caches
-    "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
-    "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
     "asyncpg": (("asyncpg.connection",), "xray_autoinst.contrib.db_asyncpg", "asyncpg"),
     # aiosqlite's thread runs each call in the caller's context; sqlite3 records the statement
     "aiosqlite": (("aiosqlite.core",), "xray_autoinst.contrib.db_aiosqlite", "aiosqlite"),
+    # caches
+    "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
+    "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
