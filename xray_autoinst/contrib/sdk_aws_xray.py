@@ -152,7 +152,7 @@ class BridgeSampler(_Tolerant):
                   "aws-xray-sdk sampling rules are not used under xray-autoinst: sampling is "
                   "decided by the agent (XRAY_SAMPLING_RULES, or centralized rules)")
 
-    def load_settings(self, *args, **kwargs):
+    def load_settings(self, /, *args, **kwargs):
         pass
 
     def start(self):

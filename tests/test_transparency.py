@@ -1,0 +1,451 @@
+"""Transparency: with the agent the application sees the same arguments, return types, errors
+and tracebacks as without it (issue 12). Each check runs in a fresh interpreter where it
+patches, so the rest of the suite is unaffected."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xray_autoinst.registry import INTEGRATIONS
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _need(module):
+    if not _installed(module):
+        if CI:
+            pytest.fail(f"{module} is not installed in the test environment")
+        pytest.skip(f"{module} is not installed")
+
+
+def _run(script, *argv, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XRAY_", "AWS_XRAY"))}
+    env["XRAY_AUTOINST_RAISE"] = "1"
+    env["XRAY_SAMPLING"] = "local"
+    env["XRAY_SAMPLING_RULES"] = '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}'
+    env["AWS_XRAY_DAEMON_ADDRESS"] = "127.0.0.1:9"  # nothing listens: documents are dropped
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- 1. every replacement accepts exactly what the original accepts --------------------------
+SIGNATURES = r"""
+import importlib, inspect, json, sys
+from xray_autoinst.core.wrapping import MARK
+from xray_autoinst.registry import INTEGRATIONS
+
+name = sys.argv[1]
+targets, patcher, _dist = INTEGRATIONS[name]
+mods = [importlib.import_module(t) for t in targets]
+mod = importlib.import_module(patcher)
+mod.patch()
+
+pairs = []  # (label, replacement function, original)
+for m in mods:
+    for attr, obj in list(vars(m).items()):
+        cands = [(attr, obj)]
+        if isinstance(obj, type) and obj.__module__ == m.__name__:
+            cands += [(attr + "." + k, v) for k, v in vars(obj).items()]
+        for label, cand in cands:
+            try:
+                func = getattr(cand, "__func__", cand)
+                inner = getattr(func, MARK, None)
+            except Exception:
+                continue
+            if inner is not None:
+                pairs.append((label, func, getattr(inner, "__func__", inner)))
+# the traced subclasses' methods (sqlite3 and psycopg2 objects are C types: subclassed)
+for cls_name in ("TracedCursorMixin", "TracedConnectionMixin"):
+    mixin = getattr(mod, cls_name, None)
+    if mixin is None:
+        continue
+    base = mod._base_cursor() if "Cursor" in cls_name else None
+    if base is None:
+        base = {"sqlite3": "sqlite3.Connection", "psycopg2": "psycopg2.extensions.connection"}[name]
+        modname, _, clsname = base.rpartition(".")
+        base = getattr(importlib.import_module(modname), clsname)
+    for k, v in vars(mixin).items():
+        if callable(v) and not k.startswith("__"):
+            pairs.append((cls_name + "." + k, v, getattr(base, k)))
+
+problems = []
+for label, func, original in pairs:
+    own = inspect.signature(func, follow_wrapped=False).parameters
+    try:
+        orig = inspect.signature(original).parameters
+    except (TypeError, ValueError):  # a C function without a signature
+        orig = {}
+    for p in own.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            continue
+        o = orig.get(p.name)
+        if o is None or o.kind != p.kind:
+            problems.append("%s: parameter %r (%s) not so in the original" % (
+                label, p.name, p.kind.name))
+    if not label.startswith("Traced") and getattr(func, "__wrapped__", None) is None:
+        problems.append("%s: no __wrapped__ (functools.wraps)" % label)
+print(json.dumps({"checked": [p[0] for p in pairs], "problems": problems}))
+"""
+
+SIGNATURE_CASES = sorted(n for n in INTEGRATIONS if n != "uwsgi")
+
+
+@pytest.mark.parametrize("name", SIGNATURE_CASES)
+def test_replacements_accept_what_the_original_accepts(name):
+    """No replacement names a parameter the original does not have: its receiver is
+    positional-only, the rest goes through ``*args, **kwargs`` (or the original's own
+    signature, for the hand-written hot-path replacements)."""
+    _need(INTEGRATIONS[name][0][0])
+    out = _run(SIGNATURES, name)
+    assert out["checked"] or name == "flask", "nothing wrapped?"  # flask: a signal receiver
+    assert out["problems"] == [], out["problems"]
+
+
+KEYWORDS = r"""
+import json, sys
+from xray_autoinst.core import tracer as tracer_mod, wrapping
+from xray_autoinst.contrib import ctx_futures
+traced = sys.argv[1] == "1"
+if traced:
+    ctx_futures.patch()
+    tracer_mod.get_tracer()
+from concurrent.futures import ThreadPoolExecutor
+
+def task(*args, **kwargs):
+    return [list(args), sorted(kwargs.items())]
+
+out = {}
+names = dict(self=2, fn=3, wrapped=4, instance=5, args=6, kwargs=7)
+with ThreadPoolExecutor(1) as ex:
+    if traced:  # inside a segment too: the context-copying branch
+        seg, token = tracer_mod.tracer.begin_segment("t")
+    for key, value in names.items():
+        out[key] = ex.submit(task, 1, **{key: value}).result()
+    out["all"] = ex.submit(task, 1, **names).result()
+    try:
+        ex.submit(fn=task)
+    except TypeError as exc:
+        out["fn_keyword"] = type(exc).__name__
+    if traced:
+        tracer_mod.tracer.end_segment(seg, token)
+
+# wrapping.wrap itself: a method, a function, a static and a class method
+class K:
+    def m(self, /, *args, **kwargs):
+        return [type(self).__name__, list(args), sorted(kwargs.items())]
+    @staticmethod
+    def s(*args, **kwargs):
+        return [list(args), sorted(kwargs.items())]
+    @classmethod
+    def c(cls, /, *args, **kwargs):
+        return [cls.__name__, list(args), sorted(kwargs.items())]
+
+mod = type(sys)("m")
+mod.f = K.s
+through = lambda wrapped, instance, args, kwargs: wrapped(*args, **kwargs)
+if traced:
+    for n in ("m", "s", "c"):
+        wrapping.wrap(K, n, through)
+    wrapping.wrap(mod, "f", through)
+out["wrap"] = [K().m(1, **names), K.s(1, **names), K.c(1, **names), mod.f(1, **names),
+               K.m(K(), **names)]
+print(json.dumps(out))
+"""
+
+
+def test_submit_with_keyword_names_as_bare():
+    """``ThreadPoolExecutor().submit(fn, 1, self=2)`` (issue 12, 1): TypeError under the agent
+    before, the same result as bare now; also for each kind of wrapped callable."""
+    bare = _run(KEYWORDS, "0")
+    traced = _run(KEYWORDS, "1")
+    assert traced == bare
+    assert bare["self"] == [[1], [["self", 2]]]
+
+
+# -- 3. sqlite3 and psycopg2: arguments, types and errors as bare -----------------------------
+PRELUDE = r"""
+import json, re, sys, traceback
+traced = sys.argv[1] == "1"
+if traced:
+    from xray_autoinst.core import tracer as tracer_mod
+    tracer_mod.get_tracer()
+    seg, token = tracer_mod.tracer.begin_segment("t")
+out = {}
+
+def describe(value):
+    t = type(value)
+    return {"type": t.__module__ + "." + t.__qualname__,
+            "repr": re.sub(r"0x[0-9a-f]+", "0x", repr(value))[:200]}
+
+def check(label, call):
+    try:
+        out[label] = ["ok", describe(call())]
+    except BaseException as exc:
+        # the application's view of the error: type, message, the traceback's frames
+        frames = [(f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+        out[label] = ["raised", type(exc).__module__ + "." + type(exc).__qualname__,
+                      str(exc), frames]
+"""
+
+SQLITE = PRELUDE + r"""
+import sqlite3
+if traced:
+    from xray_autoinst.contrib import db_sqlite3
+    db_sqlite3.patch()
+
+con = sqlite3.connect(":memory:")
+con.execute("create table t (a, b)")
+
+class MyCursor(sqlite3.Cursor):
+    pass
+
+class MyConnection(sqlite3.Connection):
+    pass
+
+check("connect factory=None", lambda: sqlite3.connect(":memory:", factory=None))
+check("connect factory=5", lambda: sqlite3.connect(":memory:", factory=5))
+check("connect factory=MyConnection", lambda: sqlite3.connect(":memory:", factory=MyConnection))
+check("connect positional factory",
+      lambda: sqlite3.connect(":memory:", 5.0, 0, "", True, MyConnection))
+check("connect no database", lambda: sqlite3.connect())
+check("connect bad keyword", lambda: sqlite3.connect(":memory:", bogus=1))
+check("connect bad path", lambda: sqlite3.connect("/nonexistent/dir/x.db"))
+check("cursor()", lambda: con.cursor())
+check("cursor(None)", lambda: con.cursor(None))
+check("cursor(factory=None)", lambda: con.cursor(factory=None))
+check("cursor(5)", lambda: con.cursor(5))
+check("cursor(MyCursor)", lambda: con.cursor(MyCursor))
+check("cursor(factory=MyCursor)", lambda: con.cursor(factory=MyCursor))
+check("cursor(callable)", lambda: con.cursor(lambda c: MyCursor(c)))
+check("cursor(MyCursor, factory=MyCursor)", lambda: con.cursor(MyCursor, factory=MyCursor))
+check("cursor bad keyword", lambda: con.cursor(bogus=1))
+check("execute", lambda: con.execute("insert into t values (?, ?)", (1, 2)))
+check("execute sql=", lambda: con.execute(sql="select 1"))
+check("execute no args", lambda: con.execute())
+check("execute bad sql", lambda: con.execute("selec 1"))
+check("execute missing table", lambda: con.cursor().execute("select * from missing"))
+check("execute wrong binding count", lambda: con.execute("select ?", (1, 2)))
+check("execute two statements", lambda: con.execute("select 1; select 2"))
+check("executemany", lambda: con.executemany("insert into t values (?, ?)", [(1, 2), (3, 4)]))
+check("executemany bad", lambda: con.executemany("insert into t values (?, ?)", 5))
+check("executescript", lambda: con.executescript("select 1; select 2;"))
+check("executescript bytes", lambda: con.executescript(b"select 1"))
+check("fetchall", lambda: con.execute("select a, b from t order by a").fetchall())
+check("cursor isinstance", lambda: isinstance(con.cursor(), sqlite3.Cursor))
+check("connection isinstance", lambda: isinstance(con, sqlite3.Connection))
+def with_block():
+    with sqlite3.connect(":memory:") as c:
+        return c.execute("select 1").fetchone()
+check("with", with_block)
+def backup():
+    target = sqlite3.connect(":memory:")
+    con.backup(target)
+    return target.execute("select count(*) from t").fetchone()
+check("backup", backup)
+check("iterdump", lambda: list(con.iterdump())[:3])
+def row_factory():
+    c = sqlite3.connect(":memory:")
+    c.row_factory = sqlite3.Row
+    return tuple(c.execute("select 1 as x").fetchone())
+check("row_factory", row_factory)
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out))
+"""
+
+# what cannot be kept (documented in docs/sql.md): the exact type of connections and cursors
+SQLITE_TYPES = r"""
+import json, sqlite3, sys
+if sys.argv[1] == "1":
+    from xray_autoinst.contrib import db_sqlite3
+    db_sqlite3.patch()
+con = sqlite3.connect(":memory:")
+print(json.dumps({"connection": type(con) is sqlite3.Connection,
+                  "cursor": type(con.cursor()) is sqlite3.Cursor}))
+"""
+
+
+def _compare(script):
+    """The script's results bare, and traced twice: with the test switch that re-raises
+    instrumentation errors (everything but the traceback compared: an instrumentation error
+    keeps its frames there) and as a user runs it (the traceback compared too)."""
+    bare = _run(script, "0")
+    strict = _run(script, "1")
+    user = _run(script, "1", env_extra={"XRAY_AUTOINST_RAISE": "0"})
+    for label in bare:
+        assert strict[label][:3] == bare[label][:3], label
+        assert user[label] == bare[label], label
+    assert sorted(strict) == sorted(user) == sorted(bare)
+    return bare
+
+
+def test_sqlite3_arguments_types_errors_as_bare():
+    """``con.cursor(None)`` raises the driver's TypeError as bare (issue 12, 3); every other
+    call the sqlite3 integration touches gives the same result type, repr, error type, error
+    message and traceback frames as without the agent."""
+    bare = _compare(SQLITE)
+    assert bare["cursor(None)"][0] == "raised"
+
+
+def test_sqlite3_exact_types_documented_difference():
+    assert _run(SQLITE_TYPES, "0") == {"connection": True, "cursor": True}
+    assert _run(SQLITE_TYPES, "1") == {"connection": False, "cursor": False}  # subclasses
+
+
+PSYCOPG2 = PRELUDE + r"""
+import psycopg2, psycopg2.extensions as ext, psycopg2.extras as extras
+if traced:
+    from xray_autoinst.contrib import db_psycopg2
+    db_psycopg2.patch()
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+
+class MyConnection(ext.connection):
+    pass
+
+class MyCursor(ext.cursor):
+    pass
+
+def conn_kind(**kw):
+    c = psycopg2.connect(DSN, **kw)
+    try:
+        cur = c.cursor()
+        return [isinstance(c, kw.get("connection_factory") or ext.connection),
+                type(cur).__name__, c.cursor_factory and c.cursor_factory.__name__]
+    finally:
+        c.close()
+
+con = psycopg2.connect(DSN)
+check("connect", lambda: [describe(con)["type"], con.closed])
+check("connection_factory=None", lambda: conn_kind(connection_factory=None))
+check("cursor_factory=None", lambda: conn_kind(cursor_factory=None))
+check("connection_factory=MyConnection", lambda: conn_kind(connection_factory=MyConnection))
+check("cursor_factory=RealDictCursor", lambda: conn_kind(cursor_factory=extras.RealDictCursor))
+check("connection_factory=5", lambda: psycopg2.connect(DSN, connection_factory=5))
+check("connection_factory=int", lambda: psycopg2.connect(DSN, connection_factory=int))
+check("connect positional factory", lambda: psycopg2.connect(DSN, MyConnection).close())
+check("connect bad dsn", lambda: psycopg2.connect("nonsense=1"))
+check("connect bad keyword", lambda: psycopg2.connect(DSN, bogus=1))
+check("cursor()", lambda: con.cursor())
+check("cursor(None, None)", lambda: con.cursor(None, None))
+check("cursor(cursor_factory=None)", lambda: con.cursor(cursor_factory=None))
+check("cursor(cursor_factory=int)", lambda: con.cursor(cursor_factory=int))
+check("cursor(cursor_factory=5)", lambda: con.cursor(cursor_factory=5))
+check("cursor(cursor_factory=MyCursor)",
+      lambda: isinstance(con.cursor(cursor_factory=MyCursor), MyCursor))
+check("cursor bad keyword", lambda: con.cursor(bogus=1))
+check("cursor withhold unnamed", lambda: con.cursor(withhold=True))
+check("cursor twice factory", lambda: con.cursor(None, MyCursor, cursor_factory=MyCursor))
+cur = con.cursor()
+check("execute", lambda: [cur.execute("select %s", (1,)), cur.fetchall()])
+check("execute query=", lambda: [cur.execute(query="select 2"), cur.fetchall()])
+check("execute no args", lambda: cur.execute())
+check("execute vars bad", lambda: cur.execute("select %s", 5))
+con.rollback()
+check("execute syntax", lambda: cur.execute("selec 1"))
+con.rollback()
+check("executemany", lambda: cur.executemany("select %s", [(1,), (2,)]))
+check("callproc", lambda: [cur.callproc("abs", (-3,)), cur.fetchall()])
+check("callproc missing", lambda: cur.callproc("no_such_proc_xyz"))
+con.rollback()
+check("quote_ident", lambda: ext.quote_ident("a b", cur))
+check("execute_values", lambda: extras.execute_values(
+    cur, "select * from (values %s) v", [(1,), (2,)], fetch=True))
+check("isinstance cursor", lambda: isinstance(con.cursor(), ext.cursor))
+con.close()
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out))
+"""
+
+
+def test_psycopg2_arguments_errors_as_bare():
+    """psycopg2's ``connection_factory=None`` / ``cursor_factory=None`` keep their meaning,
+    wrong factories and arguments get the driver's own errors, results look the same."""
+    _need("psycopg2")
+    from conftest import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432, "start PostgreSQL (scripts/services)")
+    bare = _compare(PSYCOPG2)
+    assert bare["connection_factory=5"][0] == "raised"
+
+
+# -- 2. the server's wsgi.file_wrapper is returned untouched (in process) ---------------------
+def _serve(app, environ):
+    started = []
+    result = app(environ, lambda status, headers, exc_info=None: started.append(headers))
+    return result, started
+
+
+def test_file_wrapper_class_without_duck_attributes_passes_through(tracer):
+    """waitress's wrapper has neither ``filelike`` nor ``blksize``: recognised by its class."""
+    import io
+
+    from xray_autoinst.contrib.web_wsgi import XRayMiddleware
+
+    class ReadOnlyFileWrapper:  # the shape of waitress's
+        def __init__(self, file, block_size=32768):
+            self.file, self.block_size = file, block_size
+
+        def __iter__(self):
+            return iter(lambda: self.file.read(self.block_size), b"")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"data"))
+
+    t, emitter = tracer
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "wsgi.file_wrapper": ReadOnlyFileWrapper}
+    result, _ = _serve(XRayMiddleware(app), env)
+    assert type(result) is ReadOnlyFileWrapper
+    assert env["wsgi.file_wrapper"] is ReadOnlyFileWrapper
+    assert len(emitter.documents) == 1  # the segment ended when the wrapper was returned
+
+
+def test_file_wrapper_function_result_passes_through_by_identity(tracer):
+    """uWSGI's ``wsgi.file_wrapper`` is a built-in function returning the file itself: its
+    result is recognised by identity; environ holds the server's function again afterwards;
+    a look-alike object the application made itself is an ordinary iterable."""
+    import io
+
+    from xray_autoinst.contrib.web_wsgi import XRayMiddleware
+
+    def server_file_wrapper(filelike, blksize=8192):
+        return filelike
+
+    class LookAlike:
+        filelike = blksize = None
+
+        def __iter__(self):
+            return iter([b"x"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        if environ["PATH_INFO"] == "/own":
+            return LookAlike()
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"data"), 4096)
+
+    t, emitter = tracer
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "wsgi.file_wrapper": server_file_wrapper}
+    result, _ = _serve(XRayMiddleware(app), env)
+    assert type(result) is io.BytesIO
+    assert env["wsgi.file_wrapper"] is server_file_wrapper
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/own", "wsgi.file_wrapper": server_file_wrapper}
+    result, _ = _serve(XRayMiddleware(app), env)
+    assert type(result) is not LookAlike  # timed to its close(), like any iterable
+    assert list(result) == [b"x"]
+    result.close()
+    assert len(emitter.documents) == 2
