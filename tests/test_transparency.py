@@ -449,3 +449,150 @@ def test_file_wrapper_function_result_passes_through_by_identity(tracer):
     assert list(result) == [b"x"]
     result.close()
     assert len(emitter.documents) == 2
+
+
+# -- 6. finished entities hold no driver objects ----------------------------------------------
+LIFETIME = r"""
+import gc, http.server, json, sys, threading, types, weakref
+sys.path.insert(0, sys.argv[2])
+from xray_testing import install_tracer
+from xray_autoinst.core.entities import Entity
+from xray_autoinst.contrib import db_sqlite3, http_client
+db_sqlite3.patch(); http_client.patch()
+pg = sys.argv[1] == "1"
+if pg:
+    from xray_autoinst.contrib import db_psycopg, db_psycopg2
+    db_psycopg.patch(); db_psycopg2.patch()
+
+
+class Holding:  # a sender thread that has not run yet: every finished entity is held
+    def __init__(self):
+        self.held = []
+
+    def submit(self, entity):
+        self.held.append(entity)
+
+    def flush(self, timeout=0):
+        pass
+
+
+t, _ = install_tracer({"XRAY_CONTEXT_MISSING": sys.argv[3]})
+t.emitter = Holding()
+import sqlite3, http.client
+refs = {}
+request = sys.argv[3] != "call"
+if request:
+    seg, token = t.begin_segment("lifetime")
+
+
+def run(label, conn, cur, bad):
+    cur.execute("select 1")
+    try:
+        cur.execute(bad)
+    except Exception as exc:  # the driver's error (psycopg2's has .cursor)
+        refs[label + " error"] = weakref.ref(exc)
+    refs[label + " cursor"] = weakref.ref(cur)
+    if label != "sqlite3":  # sqlite3.Connection has no weak references, even bare
+        refs[label + " connection"] = weakref.ref(conn)
+
+
+con = sqlite3.connect(":memory:")
+run("sqlite3", con, con.cursor(), "selec")
+con.close()
+del con
+if pg:
+    import psycopg, psycopg2
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    for label, mod in (("psycopg2", psycopg2), ("psycopg", psycopg)):
+        c = mod.connect(dsn)
+        run(label, c, c.cursor(), "selec")
+        c.close()
+        del c
+srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+threading.Thread(target=srv.handle_request, daemon=True).start()
+h = http.client.HTTPConnection("127.0.0.1", srv.server_port, timeout=10)
+h.request("GET", "/")
+r = h.getresponse()
+r.read()
+refs["http connection"] = weakref.ref(h)
+refs["http response"] = weakref.ref(r)
+h.close()
+del h, r
+if request:
+    t.end_segment(seg, token)
+gc.collect()
+alive = sorted(k for k, v in refs.items() if v() is not None)
+# what the held entities reach: data only (no driver, socket or exception object)
+seen, odd, stack = set(), set(), list(t.emitter.held)
+data = (dict, list, tuple, str, int, float, bool, type(None), bytes, Entity)
+while stack:
+    o = stack.pop()
+    if id(o) in seen or isinstance(o, (type, types.ModuleType)):
+        continue
+    seen.add(id(o))
+    if isinstance(o, data):
+        stack.extend(gc.get_referents(o))
+    elif type(o).__name__ != "lock":
+        odd.add(type(o).__module__ + "." + type(o).__qualname__)
+print(json.dumps({"held": len(t.emitter.held), "alive": alive, "reached": sorted(odd),
+                  "checked": sorted(refs)}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["request", "call"])
+def test_finished_entities_keep_no_driver_objects(mode):
+    """After a traced request, the application's cursors, connections, responses and driver
+    errors are collectable while the finished documents still wait for the sender thread
+    (issue 12, 6), in a request and with every call its own segment."""
+    from conftest import require_service
+
+    pg = _installed("psycopg") and _installed("psycopg2")
+    if pg:
+        require_service("PostgreSQL", "127.0.0.1", 5432, "start PostgreSQL (scripts/services)")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = _run(LIFETIME, "1" if pg else "0", here, mode)
+    assert out["held"] >= 1
+    assert out["alive"] == [], out
+    assert out["reached"] == [], out
+    assert len(out["checked"]) == (10 if pg else 4)
+
+
+# -- 5. the agent's frames stay out of the application's tracebacks --------------------------
+TIMEOUT = PRELUDE + r"""
+import http.client, socket, urllib.request
+if traced:
+    from xray_autoinst.contrib import http_client
+    http_client.patch()
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(8)  # accepts (in the kernel) and never answers
+port = listener.getsockname()[1]
+
+def getresponse():
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.2)
+    conn.request("GET", "/")
+    return conn.getresponse()
+
+def urlopen():
+    return urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=0.2)
+
+def refused():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); free = s.getsockname()[1]; s.close()
+    conn = http.client.HTTPConnection("127.0.0.1", free, timeout=2)
+    conn.request("GET", "/")
+
+check("getresponse timeout", getresponse)
+check("urlopen timeout", urlopen)
+check("connection refused", refused)
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out))
+"""
+
+
+def test_timeout_traceback_has_no_agent_frame():
+    """A timed-out ``getresponse`` (and urllib's, and a refused connect) raises with the same
+    traceback as bare: no ``xray_autoinst`` frame in it (issue 12, 5)."""
+    bare = _compare(TIMEOUT)
+    assert bare["getresponse timeout"][1] in ("builtins.TimeoutError", "socket.timeout")
+    assert bare["connection refused"][1] == "builtins.ConnectionRefusedError"
