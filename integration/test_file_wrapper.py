@@ -32,6 +32,8 @@ SERVERS = {
 # a too-long Content-Length leaves a keep-alive client waiting for bytes that never come:
 # the read ends on this socket timeout (an end marker, not a timing assertion)
 READ_TIMEOUT = 3.0
+# the file wrapper with no, a right and a too-long Content-Length; then ordinary iterables
+MODES = ("none", "right", "long", "sized", "generator")
 
 
 def _bare_env():
@@ -135,21 +137,21 @@ def test_file_wrapper_framing_as_bare(server, daemon):
     for traced in (False, True):
         p, port = _start(server, traced, daemon)
         try:
-            results[traced] = {m: _exchange(port, "/" + m) for m in ("none", "right", "long")}
+            results[traced] = {m: _exchange(port, "/" + m) for m in MODES}
         finally:
             out = stop(p)
         assert "Traceback" not in out, out
     bare, traced = results[False], results[True]
     assert bare["right"]["body_length"] == SIZE and bare["right"]["body_ok"], bare
     assert traced == bare
-    files = ("/none", "/right", "/long")
+    paths = tuple("/" + m for m in MODES)
 
     def is_file(d):
-        return d.get("http", {}).get("request", {}).get("url", "").endswith(files)
+        return d.get("http", {}).get("request", {}).get("url", "").endswith(paths)
 
-    docs = daemon.wait(3, timeout=15, predicate=is_file)
-    assert sorted(d["http"]["request"]["url"].rsplit("/", 1)[1] for d in docs) == [
-        "long", "none", "right"], docs
+    docs = daemon.wait(len(MODES), timeout=15, predicate=is_file)
+    assert sorted(d["http"]["request"]["url"].rsplit("/", 1)[1] for d in docs) == sorted(
+        MODES), docs
     for doc in docs:
         validate(doc)
         assert doc["http"]["response"]["status"] == 200

@@ -669,3 +669,27 @@ def test_timeout_traceback_has_no_agent_frame():
     bare = _compare(TIMEOUT)
     assert bare["getresponse timeout"][1] in ("builtins.TimeoutError", "socket.timeout")
     assert bare["connection refused"][1] == "builtins.ConnectionRefusedError"
+
+
+def test_response_length_stays_readable(tracer):
+    """A response iterable with ``__len__`` keeps it through the middleware (wsgiref and
+    waitress set Content-Length for a one-block response); one without has none either."""
+    from xray_autoinst.contrib.web_wsgi import XRayMiddleware
+
+    class OneBlock:
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            return iter([b"x"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return OneBlock() if environ["PATH_INFO"] == "/sized" else (b for b in [b"x"])
+
+    result, _ = _serve(XRayMiddleware(app), {"REQUEST_METHOD": "GET", "PATH_INFO": "/sized"})
+    assert len(result) == 1
+    result.close()
+    result, _ = _serve(XRayMiddleware(app), {"REQUEST_METHOD": "GET", "PATH_INFO": "/gen"})
+    assert not hasattr(result, "__len__")
+    result.close()

@@ -1,7 +1,9 @@
 """A WSGI application answering with the server's ``wsgi.file_wrapper`` (no tracing code).
 
 ``/none``: no Content-Length; ``/right``: the file's size; ``/long``: ten bytes more than the
-file holds. ``python fileapp.py PORT [wsgiref|werkzeug]`` serves it with either server."""
+file holds. For comparison, ordinary iterables without Content-Length: ``/sized`` (an object
+with a length of one block), ``/generator``. ``python fileapp.py PORT [wsgiref|werkzeug]``
+serves it with either server."""
 
 import os
 import sys
@@ -15,9 +17,27 @@ if not os.path.exists(PATH) or os.path.getsize(PATH) != SIZE:
     os.replace(PATH + ".%d" % os.getpid(), PATH)
 
 
+class OneBlock:
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return 1
+
+    def __iter__(self):
+        return iter([self.data])
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     headers = [("Content-Type", "application/octet-stream")]
+    if path in ("/sized", "/generator"):
+        start_response("200 OK", headers)
+        with open(PATH, "rb") as f:
+            data = f.read()
+        if path == "/sized":
+            return OneBlock(data)
+        return (data[i:i + 8192] for i in range(0, len(data), 8192))
     if path == "/right":
         headers.append(("Content-Length", str(SIZE)))
     elif path == "/long":

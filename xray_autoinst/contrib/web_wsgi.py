@@ -51,6 +51,16 @@ class _ClosingResponse:
             self._done()
 
 
+class _ClosingSizedResponse(_ClosingResponse):
+    """The same, for an iterable with a length: servers read it (wsgiref sets Content-Length
+    for a one-block response) as they would the application's own."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return len(self._result)
+
+
 class XRayMiddleware:
     """Wrap a WSGI application: ``app = XRayMiddleware(app)``."""
 
@@ -153,6 +163,8 @@ class XRayMiddleware:
                 # Content-Length logic key on its type or identity); the segment ends now
                 _done()
                 return result
+            if hasattr(type(result), "__len__"):
+                return _ClosingSizedResponse(result, _done)
             return _ClosingResponse(result, _done)
         except Exception:  # noqa: BLE001
             _fail("response")
