@@ -859,3 +859,133 @@ def test_outbound_http_requests_and_results_as_bare():
             ids = [line for line in lines if line.startswith("X-Amzn-Trace-Id:")]
             assert len(ids) == 1, (name, lines)
             assert ("caller" in ids[0]) == (name == "caller header"), (name, ids)
+
+
+PSYCOPG = PRELUDE + r"""
+import asyncio, inspect
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+if traced:
+    from xray_autoinst.contrib import db_psycopg
+    db_psycopg.patch()
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+con = psycopg.connect(DSN)
+cur = con.cursor()
+check("connect", lambda: [describe(con)["type"], describe(cur)["type"]])
+check("execute returns the cursor", lambda: cur.execute("select 1") is cur)
+check("fetch", lambda: cur.execute("select %s, %s", (1, "a")).fetchall())
+check("execute query=", lambda: cur.execute(query="select 2").fetchone())
+check("execute params=", lambda: cur.execute("select %(x)s", params={"x": 3}).fetchone())
+check("execute no args", lambda: cur.execute())
+check("execute bad keyword", lambda: cur.execute("select 1", bogus=1))
+check("execute self=", lambda: cur.execute("select 1", self=1))
+check("execute syntax", lambda: cur.execute("selec 1"))
+con.rollback()
+check("execute wrong params", lambda: cur.execute("select %s", (1, 2)))
+con.rollback()
+check("composed", lambda: cur.execute(sql.SQL("select {}").format(sql.Literal(5))).fetchone())
+check("executemany", lambda: cur.executemany("select %s", [(1,), (2,)]))
+check("executemany returning", lambda: [
+    cur.executemany("select %s", [(1,), (2,)], returning=True), cur.fetchone()])
+check("connection.execute", lambda: con.execute("select 4").fetchone())
+check("row factory", lambda: con.cursor(row_factory=dict_row).execute("select 1 as a").fetchone())
+check("server cursor", lambda: con.cursor(name="srv").execute("select 1").fetchall())
+con.rollback()
+check("iscoroutinefunction", lambda: inspect.iscoroutinefunction(psycopg.AsyncCursor.execute))
+check("signature", lambda: str(inspect.signature(psycopg.Cursor.execute)))
+
+
+async def async_calls():
+    acon = await psycopg.AsyncConnection.connect(DSN)
+    acur = acon.cursor()
+    results = [(await acur.execute("select %s", (1,))) is acur, await acur.fetchall()]
+    try:
+        await acur.execute("selec")
+    except psycopg.Error as exc:
+        results.append([type(exc).__name__, str(exc)])
+    await acon.rollback()
+    await acon.close()
+    return results
+
+
+check("async", lambda: asyncio.run(async_calls()))
+con.close()
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out))
+"""
+
+
+def test_psycopg_arguments_results_errors_as_bare():
+    _need("psycopg")
+    from conftest import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432, "start PostgreSQL (scripts/services)")
+    bare = _compare(PSYCOPG)
+    assert bare["execute syntax"][1] == "psycopg.errors.SyntaxError"
+
+
+FUTURES = PRELUDE + r"""
+import concurrent.futures, threading
+if traced:
+    from xray_autoinst.contrib import ctx_futures, ctx_threading
+    ctx_futures.patch(); ctx_threading.patch()
+
+
+def fail():
+    raise ValueError("task failed")
+
+
+def task(*args, **kwargs):
+    return [list(args), sorted(kwargs)]
+
+
+with concurrent.futures.ThreadPoolExecutor(2) as ex:
+    check("submit result", lambda: ex.submit(task, 1, fn=2).result())
+    check("submit future type", lambda: ex.submit(task))
+    check("submit error", lambda: ex.submit(fail).result())
+    check("submit not callable", lambda: ex.submit(5).result())
+    check("submit nothing", lambda: ex.submit())
+    check("map", lambda: list(ex.map(abs, [-1, -2])))
+    check("map error", lambda: list(ex.map(lambda x: 1 / x, [0])))
+check("after shutdown", lambda: ex.submit(task))
+
+
+def run_thread(**kw):
+    seen = []
+    t = threading.Thread(target=lambda *a, **k: seen.append([a, sorted(k)]), **kw)
+    t.start()
+    t.join()
+    return [seen, t.is_alive(), t.daemon]
+
+
+check("thread", lambda: run_thread(args=(1,), kwargs={"self": 2}))
+check("thread daemon", lambda: run_thread(daemon=True))
+check("thread started twice", lambda: [t := threading.Thread(target=int), t.start(), t.start()])
+
+
+class Sub(threading.Thread):
+    def run(self):
+        self.result = threading.current_thread() is self
+
+
+def subclass():
+    t = Sub()
+    t.start()
+    t.join()
+    return t.result
+
+
+check("thread subclass", subclass)
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out))
+"""
+
+
+def test_threads_and_executor_as_bare():
+    """Results, future types, task errors (type, message, traceback frames) and the
+    executor's own errors are the same with the context-following wrappers."""
+    bare = _compare(FUTURES)
+    assert bare["submit error"][1] == "builtins.ValueError"
