@@ -252,7 +252,7 @@ def test_submit_with_keyword_names_as_bare():
 # -- 3. sqlite3 and psycopg2: arguments, types and errors as bare -----------------------------
 PRELUDE = r"""
 import json, re, sys, traceback
-traced = sys.argv[1] == "1"
+traced = sys.argv[1] in ("1", "2")
 if traced:
     from xray_autoinst.core import tracer as tracer_mod
     tracer_mod.get_tracer()
@@ -989,3 +989,80 @@ def test_threads_and_executor_as_bare():
     executor's own errors are the same with the context-following wrappers."""
     bare = _compare(FUTURES)
     assert bare["submit error"][1] == "builtins.ValueError"
+
+
+BOTOCORE = PRELUDE + r"""
+import os
+import boto3, botocore.exceptions
+if traced:
+    from xray_autoinst.contrib import aws_botocore, http_client, http_urllib3
+    aws_botocore.patch(); http_client.patch(); http_urllib3.patch()
+moto = sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1")
+ddb = boto3.client("dynamodb", endpoint_url=moto, region_name="us-east-1")
+bucket = "b-" + sys.argv[1]
+table = "t" + sys.argv[1]
+
+
+def strip(resp):  # the parts that differ from run to run
+    resp = dict(resp)
+    meta = dict(resp.pop("ResponseMetadata", {}))
+    return [sorted(resp), meta.get("HTTPStatusCode"), sorted(meta.get("HTTPHeaders", {}))]
+
+
+def client_error(call):
+    try:
+        call()
+    except botocore.exceptions.ClientError as exc:
+        return [type(exc).__name__, exc.response["Error"]["Code"],
+                exc.operation_name, str(exc).replace(bucket, "B").replace(table, "T")]
+
+
+check("create_bucket", lambda: strip(s3.create_bucket(Bucket=bucket)))
+check("put_object", lambda: strip(s3.put_object(Bucket=bucket, Key="k", Body=b"v")))
+check("get_object", lambda: s3.get_object(Bucket=bucket, Key="k")["Body"].read())
+check("missing key", lambda: client_error(lambda: s3.get_object(Bucket=bucket, Key="nope")))
+check("missing bucket", lambda: client_error(lambda: s3.head_bucket(Bucket=bucket + "-x")))
+check("bad parameter", lambda: s3.put_object(Bucket=bucket))
+check("bad parameter type", lambda: s3.put_object(Bucket=bucket, Key=5, Body=b""))
+check("unknown keyword", lambda: s3.list_objects_v2(Bucket=bucket, Bogus=1))
+check("positional", lambda: s3.list_objects_v2(bucket))
+check("paginator", lambda: [len(p.get("Contents", [])) for p in
+                            s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)])
+check("create_table", lambda: strip(ddb.create_table(
+    TableName=table, BillingMode="PAY_PER_REQUEST",
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])))
+check("get_item missing table", lambda: client_error(
+    lambda: ddb.get_item(TableName=table + "x", Key={"id": {"S": "1"}})))
+check("put/get", lambda: [
+    ddb.put_item(TableName=table, Item={"id": {"S": "1"}})["ResponseMetadata"]["HTTPStatusCode"],
+    ddb.get_item(TableName=table, Key={"id": {"S": "1"}})["Item"]])
+if traced:
+    tracer_mod.tracer.end_segment(seg, token)
+print(json.dumps(out, default=str))
+"""
+
+
+def test_botocore_results_and_errors_as_bare():
+    """boto3 calls against moto: response keys and headers, ``ClientError`` (type, code,
+    operation, message), parameter validation errors and their tracebacks, as bare."""
+    _need("boto3")
+    _need("moto")
+    from test_http_servers import start_moto
+
+    proc, port = start_moto()
+    try:
+        moto = "http://127.0.0.1:%d" % port
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        bare = _run(BOTOCORE, "0", moto, env_extra=env)
+        strict = _run(BOTOCORE, "1", moto, env_extra=env)
+        user = _run(BOTOCORE, "2", moto, env_extra=dict(env, XRAY_AUTOINST_RAISE="0"))
+    finally:
+        proc.kill()
+        proc.wait()
+    for label in bare:
+        assert strict[label][:3] == bare[label][:3], label
+        assert user[label] == bare[label], label
+    assert bare["missing key"][1]["repr"].startswith("['NoSuchKey', 'NoSuchKey'")
