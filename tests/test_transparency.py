@@ -270,6 +270,8 @@ def check(label, call):
     except BaseException as exc:
         # the application's view of the error: type, message, the traceback's frames
         frames = [(f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+        if sys.version_info < (3, 11):  # a bare raise there re-raises the saved traceback
+            frames = None
         out[label] = ["raised", type(exc).__module__ + "." + type(exc).__qualname__,
                       str(exc), frames]
 """

@@ -34,7 +34,8 @@ def hide_frames(exc) -> None:
     traceback then starts at the wrapped library's frame, and the caller's frames are added as
     the exception unwinds. When no library frame follows (a C function raised, called from the
     agent's frame) the agent's frames go too, unless the test switch is on (an instrumentation
-    error must keep its frames there)."""
+    error must keep its frames there). Python 3.11 and later: before, a bare ``raise``
+    re-raises the traceback saved when the exception was caught, so the frames stay."""
     tb = exc.__traceback__
     head = tb
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
