@@ -28,6 +28,8 @@ INTEGRATIONS = {
     "psycopg2": (
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
+    # task queues: publishing carries the trace, each task execution is a segment
+    "celery": (("celery.app.base",), "xray_autoinst.contrib.task_celery", "celery"),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
