@@ -48,6 +48,23 @@ class Unit:
         self.deleting = False
 
 
+def become_worker(tracer, what: str) -> None:
+    """A program that handles messages is a worker: under ``XRAY_CONTEXT_MISSING=process`` the
+    process segment covers its start-up only (it ends now) and calls made between messages are
+    not recorded, so the loop never grows one never-ending segment."""
+    if tracer.context_missing != "process":
+        return
+    tracer.context_missing = "ignore"
+    seg = tracer.process_segment
+    if seg is not None:
+        tracer.process_segment = None
+        if _current.get() is seg:
+            _current.set(None)
+        tracer.end_segment(seg)
+    _log.get().info("%s: a worker; XRAY_CONTEXT_MISSING=process now covers only its start-up "
+                    "(each message is a segment; calls between messages are not recorded)", what)
+
+
 def begin(tracer, hdr, outer, item) -> Unit:
     """A segment for ``item``, made current in the calling context."""
     seg, _token = tracer.begin_segment(None, hdr)

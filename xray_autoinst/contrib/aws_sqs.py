@@ -14,8 +14,10 @@ Consumers
     takes the next message, polls again, deletes the message (the ``DeleteMessage`` call is
     its last subsegment), or finishes iterating -- or, when the message was handed to a thread
     pool, when that task ends. A poll made outside any segment is never recorded (whatever
-    ``XRAY_CONTEXT_MISSING`` says), so empty polls cost nothing and a worker loop never turns
-    into one never-ending segment. Message bodies, attributes and receipt handles are never read
+    ``XRAY_CONTEXT_MISSING`` says), so empty polls cost nothing; under ``process``, the process
+    segment ends when the first message is taken (it covered the start-up) and calls made
+    between messages are not recorded, so a worker loop never turns into one never-ending
+    segment. Message bodies, attributes and receipt handles are never read
     into a document.
 
 Producers
@@ -57,7 +59,8 @@ def before(client, args, kwargs):
         unit = _work.unit_of(cur)
         if unit is not None and cur is unit.seg:  # polling again: the message in hand is done
             cur = _work.release_taker(unit)
-        return cur is not None
+        # outside any segment (the process segment of XRAY_CONTEXT_MISSING=process included)
+        return cur is not None and cur is not _tracer_mod.tracer.process_segment
     except Exception:  # noqa: BLE001
         _work.fail("sqs-before")
         return True
@@ -207,6 +210,10 @@ def _take(messages, item):
         if not tracer.enabled or not _state["patched"]:
             return None
         cur = _current.get()
+        if cur is not None and cur is tracer.process_segment:
+            cur = None
+        if tracer.context_missing == "process":
+            _work.become_worker(tracer, "SQS consumer")
         outer = cur
         prev = _work.unit_of(cur)
         if prev is not None:

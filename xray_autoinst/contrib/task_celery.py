@@ -20,9 +20,9 @@ The worker
     the publish of the retry, whose execution continues the same trace. Arguments, keyword
     arguments and results are never recorded. Eager executions (``task.apply()``,
     ``task_always_eager``) run inside the caller's trace and get no segment of their own.
-    Works in the prefork (forked children), threads and solo pools. In a worker,
-    ``XRAY_CONTEXT_MISSING=process`` is turned into ``ignore`` (logged at info): a worker's
-    own broker traffic between tasks must not grow one never-ending segment.
+    Works in the prefork (forked children), threads and solo pools. In a worker (``worker_init``),
+    ``XRAY_CONTEXT_MISSING=process`` covers the start-up only (``_work.become_worker``): the
+    worker's own broker traffic between tasks must not grow one never-ending segment.
 """
 
 from __future__ import annotations
@@ -202,11 +202,9 @@ def _on_worker_init(sender=None, **_kwargs):
         main = getattr(app, "main", None)
         if isinstance(main, str) and main and main != "__main__":
             tracer.set_name_hint(main)
-        if tracer.context_missing == "process":
-            tracer.context_missing = "ignore"
-            _log.get().info(
-                "Celery worker: XRAY_CONTEXT_MISSING=process ignored (each task is a segment; "
-                "calls made between tasks are not recorded)")
+        from . import _work
+
+        _work.become_worker(tracer, "Celery worker")
     except Exception:  # noqa: BLE001
         _fail("worker")
 
