@@ -147,8 +147,8 @@ def test_task_continues_the_web_request_trace(stack):
     assert seg["annotations"]["celery_state"] == "SUCCESS"
     assert seg["annotations"]["celery_retries"] == 0
     assert not seg.get("fault")
-    assert [s["name"] for s in seg.get("subsegments", [])] == [":memory:"] or [
-        s.get("sql", {}).get("database_type") for s in seg["subsegments"]] == ["sqlite"]
+    # the call made in the task is its subsegment
+    assert [s.get("sql", {}).get("database_type") for s in seg["subsegments"]] == ["sqlite"]
     # the worker loop itself (XRAY_CONTEXT_MISSING=process) is no never-ending segment
     assert not [d for d in stack["daemon"].documents if d.get("in_progress")]
 

@@ -72,6 +72,21 @@ def test_publish_records_a_subsegment_and_carries_the_header(tracer, app):
     assert (hdr.root, hdr.parent, hdr.sampled) == (seg.trace_id, pub["id"], "1")
 
 
+def test_canvas_chain_and_group_each_publish_is_recorded(tracer, app):
+    t, emitter = tracer
+    add = app.tasks["proj.add"]
+    with segment(t, "web") as seg:
+        celery.group(add.s(1, 1), add.s(2, 2)).apply_async()
+        celery.chain(add.s(1, 1), add.s(3)).apply_async()
+    [doc] = emitter.documents
+    validate(doc)
+    pubs = subs(doc)
+    assert [p["name"] for p in pubs] == ["proj.add"] * 3  # a chain publishes its first task
+    for pub, headers in zip(pubs, app.published, strict=True):
+        hdr = header.parse(headers["X-Amzn-Trace-Id"])
+        assert (hdr.root, hdr.parent) == (seg.trace_id, pub["id"])
+
+
 def test_the_applications_own_header_is_kept(tracer, app):
     t, _ = tracer
     own = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"

@@ -73,7 +73,7 @@ def after(sub, exc):
         aws = sub.aws
         if aws is None or aws.get("operation") != "DeleteMessage":
             return
-        unit = _work.units.get(sub.parent) if _work.units else None
+        unit = _work.units.get(sub.segment) if _work.units else None
         if unit is None or not unit.deleting:
             return
         unit.deleting = False
