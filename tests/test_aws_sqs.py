@@ -84,6 +84,22 @@ def test_send_stamps_awstraceheader_with_the_call_as_parent(tracer, patched, sqs
     assert (hdr.root, hdr.parent, hdr.sampled) == (seg.trace_id, call["id"], "1")
 
 
+def test_moto_does_not_copy_the_http_header_so_the_attribute_is_what_chains(
+        tracer, patched, moto, sqs, queue):
+    t, _ = tracer
+    plain = boto3.client("sqs", endpoint_url=moto, **CREDS)
+    plain._xray_autoinst_sqs = True  # this client never gets the SQS handlers: HTTP header only
+    wire = []
+    plain.meta.events.register_last("before-send", lambda request, **kw: wire.append(
+        request.headers.get("X-Amzn-Trace-Id")))
+    with segment(t, "producer"):
+        plain.send_message(QueueUrl=queue, MessageBody=BODY)
+    assert wire and wire[-1]  # the header went out
+    current_entity.set(None)
+    [msg] = sqs.receive_message(QueueUrl=queue, MessageSystemAttributeNames=["All"])["Messages"]
+    assert "AWSTraceHeader" not in msg.get("Attributes", {})
+
+
 def test_send_never_overrides_the_applications_header(tracer, patched, sqs, queue):
     t, _ = tracer
     own = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
