@@ -12,7 +12,14 @@ import pytest
 from test_http_servers import start_moto
 from xray_testing import install_tracer, segment, subs, validate
 
-from xray_autoinst.contrib import _work, aws_botocore, ctx_futures, http_client, http_urllib3
+from xray_autoinst.contrib import (
+    _work,
+    aws_botocore,
+    aws_sqs,
+    ctx_futures,
+    http_client,
+    http_urllib3,
+)
 from xray_autoinst.core import header
 from xray_autoinst.core.tracer import current_entity
 
@@ -35,7 +42,9 @@ def patched():
     http_urllib3.patch()
     aws_botocore.patch()
     ctx_futures.patch()
+    aws_sqs.patch()
     yield
+    aws_sqs.unpatch()
     ctx_futures.unpatch()
     aws_botocore.unpatch()
     http_urllib3.unpatch()
@@ -205,6 +214,28 @@ def test_batch_of_ten_one_segment_each_continuing_the_producer(tracer, patched, 
                                                                "DeleteMessage"]
     # the polls themselves, made outside any segment, were never recorded
     assert not [d for d in emitter.documents if "ReceiveMessage" in json.dumps(d)]
+
+
+def test_boto3_resources_one_segment_per_message(tracer, patched, moto, sqs, queue):
+    t, emitter = tracer
+    with segment(t, "producer") as prod:
+        send(sqs, queue, 3)
+    emitter.documents.clear()
+    current_entity.set(None)
+    q = boto3.resource("sqs", endpoint_url=moto, **CREDS).Queue(queue)
+    messages = q.receive_messages(MaxNumberOfMessages=10)
+    assert current_entity.get() is None and emitter.documents == []  # not taken yet
+    assert len(messages) == 3
+    for m in messages:
+        assert m.body.startswith(BODY)
+        sqs.list_queues()
+        m.delete()
+        assert current_entity.get() is None
+    segs = message_segments(emitter)
+    assert len(segs) == 3
+    for s in segs:
+        assert s["trace_id"] == prod.trace_id
+        assert [c["aws"]["operation"] for c in subs(s)] == ["ListQueues", "DeleteMessage"]
 
 
 def test_empty_polls_record_nothing_in_any_context_missing_mode(patched, sqs, queue):

@@ -22,6 +22,8 @@ INTEGRATIONS = {
     "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
     "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),
     "botocore": (("botocore.client",), "xray_autoinst.contrib.aws_botocore", "botocore"),
+    # SQS consumers through boto3 resources (the client side comes with botocore)
+    "boto3_sqs": (("boto3.resources.response",), "xray_autoinst.contrib.aws_sqs", "boto3"),
     # databases
     "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
     "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),

@@ -18,7 +18,8 @@ Consumers
     segment ends when the first message is taken (it covered the start-up) and calls made
     between messages are not recorded, so a worker loop never turns into one never-ending
     segment. Message bodies, attributes and receipt handles are never read
-    into a document.
+    into a document. boto3 resources (``queue.receive_messages()``) work the same way: building
+    the ``sqs.Message`` resources is not a take, taking a resource from the list is.
 
 Producers
     ``SendMessage`` and ``SendMessageBatch`` get the ``AWSTraceHeader`` message system attribute
@@ -29,6 +30,8 @@ Producers
 
 from __future__ import annotations
 
+import contextvars
+
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from . import _work
@@ -38,6 +41,8 @@ _CLIENT_MARK = "_xray_autoinst_sqs"
 _CTX = "xray_autoinst_sqs"
 TRACE_ATTR = "AWSTraceHeader"
 _state = {"patched": False}
+# True while boto3's resource layer copies the messages out of a response (not a take)
+_quiet: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_sqs_quiet", default=False)
 
 
 def get_version():
@@ -172,13 +177,16 @@ class MessageList(list):
     def __getitem__(self, index):
         item = list.__getitem__(self, index)
         if type(index) is int:
-            _take(self, item)
+            self._xray_take(item)
         return item
 
     def pop(self, index=-1):
         item = list.pop(self, index)
-        _take(self, item)
+        self._xray_take(item)
         return item
+
+    def _xray_take(self, item):
+        return _take(self, item)
 
     def __reduce_ex__(self, protocol):  # copies and pickles are plain lists
         return (list, (list(list.__iter__(self)),))
@@ -187,8 +195,9 @@ class MessageList(list):
 def _iterate(messages):
     unit = None
     try:
+        take = messages._xray_take
         for item in list.__iter__(messages):
-            unit = _take(messages, item) or unit
+            unit = take(item) or unit
             yield item
     finally:
         if unit is not None:  # the loop is over: so is the last message's handling
@@ -203,7 +212,7 @@ def _take(messages, item):
     """The application took ``item``: its segment begins (once per message)."""
     try:
         taken = messages._xray_taken
-        if taken is None or id(item) in taken:
+        if taken is None or id(item) in taken or _quiet.get():
             return None
         taken.add(id(item))
         tracer = _tracer_mod.get_tracer()
@@ -260,6 +269,78 @@ def _deleting(params=None, **_kwargs):
     except Exception:  # noqa: BLE001
         _work.fail("sqs-delete")
     return None
+
+
+# -- boto3 resources: queue.receive_messages() -------------------------------------------------
+class ResourceList(MessageList):
+    """``queue.receive_messages()``: the ``sqs.Message`` resources, taken like the messages."""
+
+    _xray_source = None
+
+    def __init__(self, items=(), source=None):
+        list.__init__(self, items)
+        self._xray_source = source
+        self._xray_taken = source._xray_taken if source is not None else None
+
+    def _xray_take(self, item):
+        return _take_resource(self, item)
+
+
+def _take_resource(resources, item):
+    data = getattr(getattr(item, "meta", None), "data", None)
+    if data is None or resources._xray_source is None:
+        return None
+    return _take(resources._xray_source, data)
+
+
+def _traced_resource_handler(wrapped, instance, args, kwargs):
+    """``ResourceHandler.__call__`` (boto3): building Message resources is not taking them."""
+    source = None
+    try:
+        response = args[2] if len(args) > 2 else kwargs.get("response")
+        if isinstance(response, dict):
+            messages = response.get("Messages")
+            if isinstance(messages, MessageList):
+                source = messages
+    except Exception:  # noqa: BLE001
+        _work.fail("sqs-resource")
+    if source is None:
+        return wrapped(*args, **kwargs)
+    token = _quiet.set(True)
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        _quiet.reset(token)
+    try:
+        if type(result) is list:
+            return ResourceList(result, source)
+    except Exception:  # noqa: BLE001
+        _work.fail("sqs-resource")
+    return result
+
+
+def patch():
+    """boto3's resource layer (registry entry ``boto3_sqs``); the client side is installed by
+    aws_botocore.patch()."""
+    from boto3.resources import response as target
+
+    from ..core import wrapping
+
+    if getattr(target, "_xray_autoinst_patched", False):
+        return
+    wrapping.wrap(target.ResourceHandler, "__call__", _traced_resource_handler)
+    target._xray_autoinst_patched = True
+
+
+def unpatch():
+    from boto3.resources import response as target
+
+    from ..core import wrapping
+
+    if not getattr(target, "_xray_autoinst_patched", False):
+        return
+    wrapping.unwrap(target.ResourceHandler, "__call__")
+    target._xray_autoinst_patched = False
 
 
 # -- producers ---------------------------------------------------------------------------------
