@@ -317,6 +317,18 @@ def test_thread_pool_each_message_its_segment_until_its_task_ends(tracer, patche
         assert s["end_time"] >= max(c["end_time"] for c in subs(s))
 
 
+def test_submit_to_a_shut_down_pool_releases_its_hold(tracer, patched, sqs, queue):
+    t, emitter = tracer
+    current_entity.set(None)
+    send(sqs, queue, 1)
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    for m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+        with pytest.raises(RuntimeError):
+            pool.submit(print, m)
+    assert len(message_segments(emitter)) == 1  # ended with the loop all the same
+
+
 def test_pool_map_over_the_messages(tracer, patched, sqs, queue):
     t, emitter = tracer
     current_entity.set(None)

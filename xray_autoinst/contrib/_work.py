@@ -92,12 +92,22 @@ def _release(unit, exc=None) -> None:
 def release_taker(unit):
     """The taking context is done with ``unit``: end it unless a task still holds it, and make
     the entity that was current before it current again. Returns that entity."""
-    if unit.taker:
+    with _lock:
+        held = unit.taker
         unit.taker = False
+    if held:
         _release(unit)
     if _current.get() is unit.seg:
         _current.set(unit.outer)
     return unit.outer
+
+
+def release_hold(unit) -> None:
+    """A hold taken by ``handoff`` whose task will never run (the submit failed)."""
+    try:
+        _release(unit)
+    except Exception:  # noqa: BLE001
+        fail("release")
 
 
 def unit_of(entity):
@@ -111,6 +121,8 @@ def handoff(unit, fn, args):
     """``fn`` as submitted to a thread pool while ``unit`` is current: it holds the unit until it
     returns or raises."""
     with _lock:
+        if unit.holds <= 0:  # ended meanwhile
+            return fn
         unit.holds += 1
     own = any(a is unit.item for a in args)
 

@@ -17,6 +17,7 @@ def get_version():
 
 
 def _traced_submit(wrapped, instance, args, kwargs):
+    unit = None
     try:
         cur = current_entity.get()
         if args and cur is not None:
@@ -28,7 +29,13 @@ def _traced_submit(wrapped, instance, args, kwargs):
                 args = (ctx.run,) + tuple(args)
     except Exception:  # noqa: BLE001
         pass
-    return wrapped(*args, **kwargs)
+    if unit is None:
+        return wrapped(*args, **kwargs)
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException:  # the task will never run (executor shut down): its hold goes
+        _work.release_hold(unit)
+        raise
 
 
 def patch():
