@@ -238,6 +238,20 @@ def test_boto3_resources_one_segment_per_message(tracer, patched, moto, sqs, que
         assert [c["aws"]["operation"] for c in subs(s)] == ["ListQueues", "DeleteMessage"]
 
 
+def test_messages_received_by_a_transport_library_are_not_units(tracer, patched, sqs, queue):
+    t, emitter = tracer
+    current_entity.set(None)
+    send(sqs, queue, 2)
+    scope = {"__name__": "kombu.transport.SQS", "sqs": sqs, "queue": queue}
+    exec("def get():\n    return sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)",
+         scope)
+    resp = scope["get"]()
+    assert type(resp["Messages"]) is list and len(resp["Messages"]) == 2
+    for _m in resp["Messages"]:
+        assert current_entity.get() is None
+    assert emitter.documents == []
+
+
 def test_empty_polls_record_nothing_in_any_context_missing_mode(patched, sqs, queue):
     for mode in ("ignore", "log", "call", "process"):
         t, emitter = install_tracer({"XRAY_CONTEXT_MISSING": mode})

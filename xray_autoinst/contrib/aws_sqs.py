@@ -31,6 +31,7 @@ Producers
 from __future__ import annotations
 
 import contextvars
+import sys
 
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
@@ -151,9 +152,27 @@ def _wrap_messages(parsed=None, context=None, **_kwargs):
                     del msg["Attributes"]
                 if isinstance(value, str):
                     headers[id(msg)] = value
-        parsed["Messages"] = MessageList(messages, queue_url, headers)
+        if not _from_transport():
+            parsed["Messages"] = MessageList(messages, queue_url, headers)
     except Exception:  # noqa: BLE001
         _work.fail("sqs-messages")
+
+
+# Libraries that receive SQS messages for their own consumers (Celery's kombu SQS transport):
+# their messages are not the application's units of work (Celery's are its task executions)
+TRANSPORTS = ("kombu.",)
+
+
+def _from_transport(depth=40):
+    """Is the ReceiveMessage being answered made by a transport library?"""
+    frame = sys._getframe(2)
+    while frame is not None and depth:
+        name = frame.f_globals.get("__name__")
+        if isinstance(name, str) and name.startswith(TRANSPORTS):
+            return True
+        frame = frame.f_back
+        depth -= 1
+    return False
 
 
 class MessageList(list):
@@ -403,8 +422,6 @@ def _stamp_batch(params=None, **_kwargs):
 
 # -- installed by aws_botocore.patch() ---------------------------------------------------------
 def install(client_cls, hooks):
-    import sys
-
     setattr(client_cls, _CLIENT_MARK, False)
     hooks["sqs"] = sys.modules[__name__]
     _state["patched"] = True
