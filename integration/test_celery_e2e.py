@@ -8,6 +8,7 @@ the task are its subsegments, no argument or result is ever recorded."""
 import json
 import subprocess
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -66,6 +67,9 @@ WEB = textwrap.dedent('''
         path = environ["PATH_INFO"]
         if path == "/add":
             proj.add.delay(2, 3)
+        elif path == "/many":
+            for i in range(10):
+                proj.add.delay(i, i)
         elif path == "/boom":
             proj.boom.apply_async(args=("ARG-SECRET",))
         elif path == "/flaky":
@@ -119,14 +123,14 @@ def stack(request, tmp_path):
             assert "SECRET" not in text, d
 
 
-def request(stack, path):
+def request(stack, path, count=1):
     assert http_get(stack["port"], path)[0] == 200
     [doc] = stack["daemon"].wait(1, timeout=20, predicate=lambda d: d.get("name") == "web" and d[
         "http"]["request"]["url"].endswith(path))
     validate(doc)
-    [pub] = doc["subsegments"]
-    assert pub["namespace"] == "remote"
-    return doc, pub
+    pubs = doc["subsegments"]
+    assert len(pubs) == count and all(p["namespace"] == "remote" for p in pubs)
+    return (doc, pubs[0]) if count == 1 else (doc, pubs)
 
 
 def executions(stack, doc, count):
@@ -151,6 +155,15 @@ def test_task_continues_the_web_request_trace(stack):
     assert [s.get("sql", {}).get("database_type") for s in seg["subsegments"]] == ["sqlite"]
     # the worker loop itself (XRAY_CONTEXT_MISSING=process) is no never-ending segment
     assert not [d for d in stack["daemon"].documents if d.get("in_progress")]
+
+
+def test_one_segment_per_task_execution(stack):
+    doc, pubs = request(stack, "/many", count=10)
+    segs = executions(stack, doc, 10)
+    time.sleep(0.5)
+    assert len(executions(stack, doc, 10)) == 10  # exactly one each
+    assert sorted(s["parent_id"] for s in segs) == sorted(p["id"] for p in pubs)
+    assert len({s["annotations"]["celery_task_id"] for s in segs}) == 10
 
 
 def test_failing_task_is_a_fault_with_its_cause(stack):

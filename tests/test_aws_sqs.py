@@ -252,6 +252,36 @@ def test_messages_received_by_a_transport_library_are_not_units(tracer, patched,
     assert emitter.documents == []
 
 
+def test_a_poll_inside_a_request_is_its_subsegment_and_messages_their_own(
+        tracer, patched, sqs, queue):
+    t, emitter = tracer
+    current_entity.set(None)
+    send(sqs, queue, 2)
+    with segment(t, "web") as seg:
+        for _m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]:
+            sqs.list_queues()
+        assert current_entity.get() is seg  # the request is current again after the loop
+        sqs.list_queues()
+    web = [d for d in docs_of(emitter) if d["name"] == "web"]
+    assert [c["aws"]["operation"] for c in subs(web[0])] == ["ReceiveMessage", "ListQueues"]
+    segs = message_segments(emitter)
+    assert len(segs) == 2 and all(len(subs(s)) == 1 for s in segs)
+
+
+def test_call_mode_worker_polls_unrecorded_calls_between_messages_own_traces(
+        patched, sqs, queue):
+    t, emitter = install_tracer({"XRAY_CONTEXT_MISSING": "call"})
+    current_entity.set(None)
+    send(sqs, queue, 1)  # its own small trace
+    emitter.documents.clear()
+    for _m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+        sqs.list_queues()
+    sqs.list_queues()  # between messages: its own small trace
+    docs = docs_of(emitter)
+    assert len(message_segments(emitter)) == 1
+    assert len(docs) == 2 and "ReceiveMessage" not in json.dumps(docs)
+
+
 def test_empty_polls_record_nothing_in_any_context_missing_mode(patched, sqs, queue):
     for mode in ("ignore", "log", "call", "process"):
         t, emitter = install_tracer({"XRAY_CONTEXT_MISSING": mode})
