@@ -416,6 +416,21 @@ def test_unsampled_header_records_nothing_but_propagates(tracer, patched, sqs, q
     assert current_entity.get() is None
 
 
+@pytest.mark.parametrize("decision, recorded", [("", False), (";Sampled=?", False),
+                                                ("Sampled=1", True)])
+def test_without_a_decision_the_rules_sample(patched, sqs, queue, decision, recorded):
+    t, emitter = install_tracer(
+        {"XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 0}}'})
+    current_entity.set(None)
+    hdr = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8"
+    hdr += (";" + decision) if decision and not decision.startswith(";") else decision
+    sqs.send_message(QueueUrl=queue, MessageBody=BODY, MessageSystemAttributes={
+        "AWSTraceHeader": {"DataType": "String", "StringValue": hdr}})
+    for _m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+        sqs.list_queues()
+    assert len(message_segments(emitter)) == (1 if recorded else 0)
+
+
 def test_invalid_header_starts_a_fresh_trace(tracer, patched, sqs, queue):
     t, emitter = tracer
     current_entity.set(None)
