@@ -29,6 +29,10 @@ EXPECT = "XRAY_AUTOINST_EXPECT"
 RAISE = "XRAY_AUTOINST_RAISE"
 # Internal (tests): seconds between centralized sampling target polls (rules: 30 times that).
 SAMPLING_POLL = "XRAY_AUTOINST_SAMPLING_POLL"
+# set by AWS Lambda (not by users): the function's name, and the trace header of the invocation
+# being handled (the runtime client rewrites it before each invocation)
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+LAMBDA_TRACE_ID = "_X_AMZN_TRACE_ID"
 
 DEFAULT_DAEMON = "127.0.0.1:2000"
 DEFAULT_REDACT = "password,passwd,pwd,secret,token,key,signature,credential,auth,session"
@@ -64,6 +68,7 @@ class Config:
         "sql_queries": "sanitized",
         "redact_query_params": tuple(DEFAULT_REDACT.split(",")),
         "reraise": False,
+        "lambda_function_name": None,  # AWS_LAMBDA_FUNCTION_NAME, cleaned; None outside Lambda
         # variable -> (effective value as text, "env" | "default" | "invalid: ...")
         "sources": None,
         "problems": (),
@@ -332,10 +337,22 @@ def from_env(environ=None) -> Config:
     else:
         record(REDACT_QUERY_PARAMS, DEFAULT_REDACT, "default")
 
+    raw = get(LAMBDA_FUNCTION_NAME)
+    if raw is not None:
+        kw["lambda_function_name"] = clean_name(raw.strip())[0]
+        record(LAMBDA_FUNCTION_NAME, raw, "env")
+
     raw = get(RAISE)
     kw["reraise"] = raw is not None and raw.strip().lower() in _TRUE
 
     return Config(sources=sources, problems=tuple(problems), **kw)
+
+
+def lambda_trace_header(environ=None):
+    """The current Lambda invocation's trace header (``_X_AMZN_TRACE_ID``), or None. Read per
+    invocation, not parsed once: the runtime client sets it before each one."""
+    env = os.environ if environ is None else environ
+    return env.get(LAMBDA_TRACE_ID)
 
 
 # Documentation of every variable (rendered into the README and by ``xray-run --check``).
@@ -361,4 +378,8 @@ DOCS = (
     (SQL_QUERIES, "sanitized", "sanitized: record queries with literals replaced by ?; off."),
     (REDACT_QUERY_PARAMS, DEFAULT_REDACT, "URL query parameter name fragments whose values are "
      "replaced by REDACTED (case-insensitive)."),
+    (LAMBDA_FUNCTION_NAME, "set by Lambda", "Names the subsegment recorded for each Lambda "
+     "invocation (the function's own segment is Lambda's)."),
+    (LAMBDA_TRACE_ID, "set by Lambda", "The invocation's trace header (Root, Parent, Sampled): "
+     "the subsegments of each invocation go under that Parent; Sampled=0 records nothing."),
 )

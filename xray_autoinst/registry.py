@@ -28,6 +28,10 @@ INTEGRATIONS = {
     "psycopg2": (
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
+    # AWS Lambda: the runtime interface client calls the handler (one subsegment per invocation)
+    "awslambdaric": (
+        ("awslambdaric.bootstrap",), "xray_autoinst.contrib.lambda_awslambdaric", "awslambdaric"
+    ),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
