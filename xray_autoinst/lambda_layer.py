@@ -45,6 +45,7 @@ PLATFORMS = {
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
 }
 MIN_PYTHON = (3, 10)
+LAYER_PACKAGES = "/opt/python"  # where Lambda puts the layer's python/ directory
 
 # The exec wrapper at the layer's root. Lambda runs it with the runtime's start command as
 # arguments; it must end by exec'ing them. Whatever is wrong with the agent (layer incomplete,
@@ -120,8 +121,10 @@ def _compile(dest, python):
     exe = _find_python(python)
     if exe is None:
         return False
+    # -s/-p: the file names recorded in the byte-code are those under /opt, not the build dir
     subprocess.run([exe, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-                    "unchecked-hash", dest], check=True, stdout=subprocess.DEVNULL)
+                    "unchecked-hash", "-s", dest, "-p", LAYER_PACKAGES, dest],
+                   check=True, stdout=subprocess.DEVNULL)
     return True
 
 

@@ -190,10 +190,10 @@ def _cause(fault):
         stack = []
         for frame in reversed((ex.get("stack") or [])[-MAX_STACK:]):
             if isinstance(frame, dict):
-                stack.append({"path": clip(frame.get("path"), 1000),
-                              "line": frame.get("line") if isinstance(frame.get("line"), int)
-                              else 0,
-                              "label": clip(frame.get("label"), 1000)})
+                line = frame.get("line")
+                stack.append({"path": clip(frame.get("path") or "", 1000),
+                              "line": line if isinstance(line, int) else 0,
+                              "label": clip(frame.get("label") or "", 1000)})
         exceptions.append({"id": ids.entity_id(),
                            "message": clip(ex.get("message", ""), MAX_MESSAGE),
                            "type": clip(ex.get("type", ""), 250) or "Error",
