@@ -330,3 +330,27 @@ def test_layer_holds_no_path_of_the_build_machine(lam):
                 assert flags == 0b01, name  # hash-based, unchecked: valid whatever the mtimes
         mode = (zf.getinfo("xray-run").external_attr >> 16)
         assert mode & stat.S_IXUSR
+
+
+def test_xray_run_in_a_pip_target_layout(lam, tmp_path):
+    """``pip install --target DIR xray-autoinst`` (a hand-made layer): DIR/bin/xray-run finds
+    the hook beside it, and its options work although the console script's #! names an
+    interpreter of the machine that installed it."""
+    python = lam[0]
+    target = tmp_path / "python"
+    shutil.copytree(lam[4] / "python", target)
+    (target / "bin").mkdir()
+    shutil.copy2(BIN / "xray-run", target / "bin" / "xray-run")
+    (target / "bin" / "xray-autoinst").write_text(
+        "#!/build/machine/venv/bin/python\nimport sys\nfrom xray_autoinst.cli import main\n"
+        "sys.exit(main())\n")
+    os.chmod(target / "bin" / "xray-autoinst", 0o755)
+    env = {"PATH": f"{Path(python).parent}:/usr/bin:/bin", "XRAY_AUTOINST_RAISE": "1"}
+    code = "import sys; print('xray_autoinst.importhook' in sys.modules)"
+    proc = subprocess.run([str(target / "bin" / "xray-run"), python, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True\n", "")
+    proc = subprocess.run([str(target / "bin" / "xray-run"), "--check"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "awslambdaric" in proc.stdout

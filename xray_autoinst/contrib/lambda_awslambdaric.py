@@ -122,11 +122,15 @@ def _traced_post_invocation_error(wrapped, instance, args, kwargs):
 
 def _begin(request_id):
     """(tracer, facade, token, subsegment or None) for this invocation, or None."""
-    from ..core import header
-    from ..core.tracer import get_tracer
-
     _state["inv"] = None
-    tracer = get_tracer()
+    parse = _state.get("parse")
+    if parse is None:  # the tracer loads at the first invocation, not at the runtime's import
+        from ..core import header
+        from ..core.tracer import get_tracer
+
+        parse = _state["parse"] = header.parse
+        _state["get_tracer"] = get_tracer
+    tracer = _state["get_tracer"]()
     cold = _state["cold"]
     if cold:
         _state["cold"] = False
@@ -135,7 +139,7 @@ def _begin(request_id):
         tracer.emitter.synchronous = True
     if not tracer.enabled:
         return None
-    hdr = header.parse(_config.lambda_trace_header())
+    hdr = parse(_config.lambda_trace_header())
     if hdr is None:
         return None
     name = tracer.config.lambda_function_name or tracer.service_name
