@@ -229,3 +229,18 @@ def test_layer_layout_without_compiling(tmp_path):
     assert "python/xray_autoinst/_startup/sitecustomize.py" in names
     assert "python/xray_autoinst/contrib/lambda_awslambdaric.py" in names
     assert not any("__pycache__" in n for n in names)
+
+
+def test_snap_start_first_invocation_gets_fresh_ids(lambda_rt, monkeypatch):
+    from xray_autoinst.core import ids
+
+    t, emitter, _rapid, invoke = lambda_rt
+    t.config = t.config.replace(lambda_snap_start=True)
+    reseeded = []
+    monkeypatch.setattr(ids, "reseed", lambda: reseeded.append(1))
+    invoke(lambda e, c: 1, "r1", SAMPLED)
+    invoke(lambda e, c: 2, "r2", SAMPLED)
+    assert reseeded == [1]  # once: at the first invocation after the restore
+    assert [d["annotations"]["cold_start"] for d in emitter.documents] == [True, False]
+    assert config.from_env({"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}).lambda_snap_start
+    assert not config.from_env({"AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"}).lambda_snap_start

@@ -33,6 +33,7 @@ SAMPLING_POLL = "XRAY_AUTOINST_SAMPLING_POLL"
 # being handled (the runtime client rewrites it before each invocation)
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 LAMBDA_TRACE_ID = "_X_AMZN_TRACE_ID"
+LAMBDA_INIT_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 
 DEFAULT_DAEMON = "127.0.0.1:2000"
 DEFAULT_REDACT = "password,passwd,pwd,secret,token,key,signature,credential,auth,session"
@@ -69,6 +70,7 @@ class Config:
         "redact_query_params": tuple(DEFAULT_REDACT.split(",")),
         "reraise": False,
         "lambda_function_name": None,  # AWS_LAMBDA_FUNCTION_NAME, cleaned; None outside Lambda
+        "lambda_snap_start": False,  # AWS_LAMBDA_INITIALIZATION_TYPE=snap-start
         # variable -> (effective value as text, "env" | "default" | "invalid: ...")
         "sources": None,
         "problems": (),
@@ -341,6 +343,10 @@ def from_env(environ=None) -> Config:
     if raw is not None:
         kw["lambda_function_name"] = clean_name(raw.strip())[0]
         record(LAMBDA_FUNCTION_NAME, raw, "env")
+    raw = get(LAMBDA_INIT_TYPE)
+    if raw is not None:
+        kw["lambda_snap_start"] = raw.strip() == "snap-start"
+        record(LAMBDA_INIT_TYPE, raw, "env")
 
     raw = get(RAISE)
     kw["reraise"] = raw is not None and raw.strip().lower() in _TRUE
@@ -382,4 +388,6 @@ DOCS = (
      "invocation (the function's own segment is Lambda's)."),
     (LAMBDA_TRACE_ID, "set by Lambda", "The invocation's trace header (Root, Parent, Sampled): "
      "the subsegments of each invocation go under that Parent; Sampled=0 records nothing."),
+    (LAMBDA_INIT_TYPE, "set by Lambda", "snap-start: fresh ids and socket in every environment "
+     "restored from the snapshot."),
 )

@@ -126,10 +126,11 @@ def _begin(request_id):
     parse = _state.get("parse")
     if parse is None:  # the tracer loads at the first invocation, not at the runtime's import
         from ..core import header
-        from ..core.tracer import get_tracer
+        from ..core.tracer import after_fork_in_child, get_tracer
 
         parse = _state["parse"] = header.parse
         _state["get_tracer"] = get_tracer
+        _state["after_restore"] = after_fork_in_child
     tracer = _state["get_tracer"]()
     cold = _state["cold"]
     if cold:
@@ -137,6 +138,11 @@ def _begin(request_id):
         # send from the invocation's own thread: no sender thread to start, and every document
         # has left the process when the result is posted (Lambda may freeze it right after)
         tracer.emitter.synchronous = True
+        if tracer.config.lambda_snap_start:
+            # SnapStart: the first invocation runs in an environment restored from the
+            # snapshot taken after init, which every environment of this version shares: its
+            # random state (ids) and socket are made its own, as after a fork
+            _state["after_restore"]()
     if not tracer.enabled:
         return None
     hdr = parse(_config.lambda_trace_header())
