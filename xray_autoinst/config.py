@@ -247,7 +247,9 @@ def from_env(environ=None) -> Config:
         record(SAMPLING_RULES, "(X-Ray default rule: 1/s + 5%)", "default")
 
     raw = get(SAMPLING)
-    mode = "local" if kw.get("sampling_rules") is not None else "centralized"
+    # in AWS Lambda each invocation carries Lambda's decision: no rules to poll for
+    local = kw.get("sampling_rules") is not None or get(LAMBDA_FUNCTION_NAME) is not None
+    mode = "local" if local else "centralized"
     if raw is not None:
         v = raw.strip().lower()
         if v in ("local", "centralized"):
@@ -373,7 +375,7 @@ DOCS = (
     (DISABLED_INSTRUMENTATIONS, "empty", "Comma-separated integration names to skip."),
     (SAMPLING_RULES, "unset", "Path to, or inline JSON of, local sampling rules (version 1 or 2)."),
     (SAMPLING, "centralized", "centralized: rules from the daemon's proxy; local: local rules only "
-     "(the default when XRAY_SAMPLING_RULES is set)."),
+     "(the default when XRAY_SAMPLING_RULES is set, and in AWS Lambda)."),
     (SAMPLING_POLL, "10", "Internal, for tests: seconds between centralized sampling target "
      "polls; rules are fetched every 30 polls (5 minutes by default)."),
     (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
