@@ -1,6 +1,6 @@
 """AWS Lambda: cold start and per-invocation overhead of the layer.
 
-    .venv/bin/python bench/bench_lambda.py [--quick] [--out PATH] [--no-otel]
+    .venv/bin/python bench/bench_lambda.py [--quick] [--out PATH] [--no-otel] [--no-instructions]
 
 Cold start: from spawning the runtime's start command to the Runtime API receiving the first
 invocation's response -- the real ``awslambdaric`` (installed with ``pip --target`` like
@@ -16,6 +16,9 @@ UDP sink at ``AWS_XRAY_DAEMON_ADDRESS``. Variants, interleaved (rotated) run aft
                    PYTHONPATH; _HANDLER names the handler), X-Ray ids and propagator, no
                    exporter: a lower bound of the ADOT/OTel layers (which also run
                    opentelemetry-instrument in an extra interpreter and a collector)
+
+Instructions: one run of each variant under valgrind's callgrind, from the start command to
+the runtime's exit after one invocation (deterministic; not with --quick).
 
 Per invocation: in process, ``awslambdaric.bootstrap.handle_event_request`` (unmarshal, the
 handler, marshal, post) with the Runtime API's C client replaced by a no-op, bare and patched,
@@ -104,11 +107,10 @@ def build_layer(python, version):
     return opt
 
 
-def cold_start(python, runtime, task, opt, otel, runs, quick):
-    sink = PollingDaemon()
+def variants_for(python, runtime, task, opt, otel, sink_address):
     base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(runtime),
             "LAMBDA_TASK_ROOT": str(task),
-            "AWS_XRAY_DAEMON_ADDRESS": sink.address, "AWS_LAMBDA_FUNCTION_NAME": "bench-fn",
+            "AWS_XRAY_DAEMON_ADDRESS": sink_address, "AWS_LAMBDA_FUNCTION_NAME": "bench-fn",
             "_HANDLER": "app.handler"}
     cmd = [python, "-m", "awslambdaric", "app.handler"]
     variants = {
@@ -124,6 +126,12 @@ def cold_start(python, runtime, task, opt, otel, runs, quick):
                    OTEL_LOGS_EXPORTER="none", OTEL_PROPAGATORS="xray",
                    OTEL_PYTHON_ID_GENERATOR="xray", OTEL_SERVICE_NAME="bench-fn")
         variants["opentelemetry"] = (cmd, env, "1")
+    return variants
+
+
+def cold_start(python, runtime, task, opt, otel, runs, quick):
+    sink = PollingDaemon()
+    variants = variants_for(python, runtime, task, opt, otel, sink.address)
     times = {name: [] for name in variants}
     cpu = {name: [] for name in variants}
     docs = {name: 0 for name in variants}
@@ -161,6 +169,37 @@ def cold_start(python, runtime, task, opt, otel, runs, quick):
                 docs[name] = len(result["seen"]) - before
     sink.close()
     return times, cpu, docs
+
+
+def instructions(python, runtime, task, opt, otel):
+    """Instructions executed from the start command to the runtime's exit after one
+    invocation (valgrind's callgrind, following the wrapper's exec): deterministic where wall
+    and CPU times on a shared machine are not. None without valgrind."""
+    import re
+
+    if shutil.which("valgrind") is None:
+        return None
+    sink = PollingDaemon()
+    out = {}
+    variants = variants_for(python, runtime, task, opt, otel, sink.address)
+    for name, (argv, env, sampled) in variants.items():
+        api = RuntimeAPI(on_post=sink.drain)
+        api.invoke("ins", {}, TRACE % sampled)
+        api.stop()
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+             "--trace-children=yes", *argv], cwd=str(task),
+            env=dict(env, AWS_LAMBDA_RUNTIME_API=api.address), capture_output=True, text=True,
+            timeout=900)
+        api.close()
+        counts = [int(m.replace(",", "")) for m in
+                  re.findall(r"I\s+refs:\s+([\d,]+)", proc.stderr)]
+        if "ins" not in api.results or not counts:
+            log("instructions: %s failed: %s" % (name, proc.stderr[-300:]))
+            continue
+        out[name] = sum(counts)
+    sink.close()
+    return out
 
 
 def per_invocation(rounds, per_round):
@@ -234,6 +273,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--no-otel", action="store_true")
+    ap.add_argument("--no-instructions", action="store_true",
+                    help="skip the instruction counts (valgrind; skipped with --quick too)")
     args = ap.parse_args(argv)
     runs = 5 if args.quick else 20
     WORK.mkdir(parents=True, exist_ok=True)
@@ -254,6 +295,10 @@ def main(argv=None):
     opt = build_layer(python, version)
     log("cold start: %d interleaved runs per variant (Python %s)" % (runs, version))
     times, cpu, docs = cold_start(python, runtime, task, opt, otel, runs, args.quick)
+    ins = None
+    if not args.quick and not args.no_instructions:
+        log("instructions (valgrind), one run per variant")
+        ins = instructions(python, runtime, task, opt, otel)
     log("per invocation, in process")
     per = per_invocation(7 if args.quick else 21, 300 if args.quick else 2000)
 
@@ -280,6 +325,17 @@ def main(argv=None):
     if otel is None:
         print("\nOpenTelemetry: %s." % otel_note)
     print()
+    if ins and "bare" in ins:
+        out["cold_start_instructions"] = ins
+        print("### Cold start, instructions executed (valgrind callgrind, start to exit after "
+              "one invocation)")
+        print()
+        print("| variant | instructions | vs bare | added |")
+        print("| --- | --- | --- | --- |")
+        for name, n in ins.items():
+            print("| %s | %.1f M | %.2f× | %+.1f M |" % (
+                name, n / 1e6, n / ins["bare"], (n - ins["bare"]) / 1e6))
+        print()
     print("### Per invocation, in process (handle_event_request, post stubbed)")
     print()
     print("| variant | per invocation | added |")

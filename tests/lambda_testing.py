@@ -50,7 +50,10 @@ class RuntimeAPI:
             def do_GET(self):
                 if self.path != PREFIX + "/invocation/next":
                     return self._reply(404)
-                request_id, body, headers = api.invocations.get()
+                item = api.invocations.get()
+                if item is None:  # stop(): the runtime client fails and its process exits
+                    return self._reply(500, b'{"errorMessage": "stop"}')
+                request_id, body, headers = item
                 hdrs = {
                     "Lambda-Runtime-Aws-Request-Id": request_id,
                     "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30000),
@@ -91,6 +94,11 @@ class RuntimeAPI:
         if trace_id is not None:
             hdrs["Lambda-Runtime-Trace-Id"] = trace_id
         self.invocations.put((request_id, json.dumps(event).encode(), hdrs))
+
+    def stop(self):
+        """The next ``next`` request fails: the runtime client exits (how a benchmark ends a
+        runtime that must exit by itself, e.g. under valgrind)."""
+        self.invocations.put(None)
 
     def wait(self, request_id, timeout=30.0):
         deadline = time.monotonic() + timeout
