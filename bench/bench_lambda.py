@@ -20,10 +20,13 @@ UDP sink at ``AWS_XRAY_DAEMON_ADDRESS``. Variants, interleaved (rotated) run aft
 Instructions: one run of each variant under valgrind's callgrind, from the start command to
 the runtime's exit after one invocation (deterministic; not with --quick).
 
-Per invocation: in process, ``awslambdaric.bootstrap.handle_event_request`` (unmarshal, the
-handler, marshal, post) with the Runtime API's C client replaced by a no-op, bare and patched,
-in interleaved rounds; sampled invocations send their document to a local UDP sink from the
-invocation's thread (the flush before the post is included).
+Per invocation (the thread's CPU time, system time included, so the send is in): in process,
+``awslambdaric.bootstrap.handle_event_request`` (unmarshal, the handler, marshal, post) with
+the Runtime API's C client replaced by a no-op, bare and patched, in interleaved rounds;
+sampled invocations send their document to a local UDP sink from the invocation's thread (the
+flush before the post is included). Also, not with --quick, the instructions executed per
+invocation (callgrind: a worker running 2000 invocations minus one running none; user space
+only, so the send's system call is not in).
 
 The medians are printed as a Markdown table with the differences against bare.
 """
@@ -202,8 +205,9 @@ def instructions(python, runtime, task, opt, otel):
     return out
 
 
-def per_invocation(rounds, per_round):
-    """µs per handle_event_request, bare and patched (sampled / unsampled)."""
+def per_invocation(rounds, per_round, only=None):
+    """µs per handle_event_request, bare and patched (sampled / unsampled). ``only``: run
+    just that variant's rounds (the instruction-count worker)."""
     from awslambdaric import bootstrap, lambda_runtime_client
 
     from xray_autoinst import config as _config
@@ -235,12 +239,14 @@ def per_invocation(rounds, per_round):
 
     def batch():
         hei = bootstrap.handle_event_request
-        t0 = time.perf_counter()
+        # the thread's CPU time (user + system, so the send is in): other jobs on the machine
+        # preempting this one do not count, as they would in wall time
+        t0 = time.thread_time()
         for _ in range(per_round):
             hei(client, handler, "req", body, "application/json", None, None,
                 "arn:aws:lambda:us-east-1:123456789012:function:bench-fn", "9999999999999",
                 None, sinklog)
-        return (time.perf_counter() - t0) / per_round * 1e6
+        return (time.thread_time() - t0) / per_round * 1e6
 
     def drain():
         sink.setblocking(False)
@@ -253,6 +259,8 @@ def per_invocation(rounds, per_round):
     res = {"bare": [], "sampled": [], "unsampled": []}
     for r in range(rounds):
         for name in (["bare", "sampled", "unsampled"] * 2)[r % 3:][:3]:
+            if only is not None and name != only:
+                continue
             if name == "bare":
                 mod.unpatch()
             else:
@@ -262,6 +270,30 @@ def per_invocation(rounds, per_round):
             drain()
     mod.unpatch()
     return res
+
+
+def per_invocation_instructions(n=2000):
+    """Instructions per invocation (valgrind): a worker runs ``n`` invocations of a variant
+    in process, minus the same worker running none."""
+    import re
+
+    if shutil.which("valgrind") is None:
+        return None
+    out = {}
+    for name in ("bare", "sampled", "unsampled"):
+        counts = []
+        for k in (0, n):
+            proc = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                 sys.executable, __file__, "--_worker", name, str(k)],
+                capture_output=True, text=True, timeout=900)
+            found = re.findall(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+            if proc.returncode != 0 or not found:
+                log("per-invocation instructions: %s failed: %s" % (name, proc.stderr[-300:]))
+                return None
+            counts.append(int(found[-1].replace(",", "")))
+        out[name] = (counts[1] - counts[0]) / n
+    return out
 
 
 def fmt(ms):
@@ -275,7 +307,13 @@ def main(argv=None):
     ap.add_argument("--no-otel", action="store_true")
     ap.add_argument("--no-instructions", action="store_true",
                     help="skip the instruction counts (valgrind; skipped with --quick too)")
+    ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args._worker:
+        name, n = args._worker[0], int(args._worker[1])
+        if n:
+            per_invocation(1, n, only=name)
+        return 0
     runs = 5 if args.quick else 20
     WORK.mkdir(parents=True, exist_ok=True)
     python = plain_python()
@@ -301,6 +339,10 @@ def main(argv=None):
         ins = instructions(python, runtime, task, opt, otel)
     log("per invocation, in process")
     per = per_invocation(7 if args.quick else 21, 300 if args.quick else 2000)
+    per_ins = None
+    if not args.quick and not args.no_instructions:
+        log("per invocation, instructions (valgrind)")
+        per_ins = per_invocation_instructions()
 
     bare = statistics.median(times["bare"])
     rows = []
@@ -336,7 +378,7 @@ def main(argv=None):
             print("| %s | %.1f M | %.2f× | %+.1f M |" % (
                 name, n / 1e6, n / ins["bare"], (n - ins["bare"]) / 1e6))
         print()
-    print("### Per invocation, in process (handle_event_request, post stubbed)")
+    print("### Per invocation, in process (handle_event_request, post stubbed; thread CPU time)")
     print()
     print("| variant | per invocation | added |")
     print("| --- | --- | --- |")
@@ -345,6 +387,13 @@ def main(argv=None):
         paired = statistics.median(v - b for v, b in zip(values, per["bare"], strict=True))
         out["per_invocation_us"][name] = {"median": med, "paired_overhead": paired}
         print("| %s | %.1f µs | %+.1f µs |" % (name, med, paired if name != "bare" else 0.0))
+    if per_ins:
+        out["per_invocation_instructions"] = per_ins
+        print()
+        print("| variant | instructions per invocation | added |")
+        print("| --- | --- | --- |")
+        for name, n in per_ins.items():
+            print("| %s | %.0f | %+.0f |" % (name, n, n - per_ins["bare"]))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
     return 0

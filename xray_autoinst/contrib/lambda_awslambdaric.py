@@ -173,8 +173,9 @@ def _end(inv, fault):
                 sub.cause = _cause(fault)
             tracer.end_subsegment(sub)
         tracer.end_facade(seg, token)
-        if sub is not None:
-            tracer.emitter.flush(FLUSH_TIMEOUT)
+        emitter = tracer.emitter
+        if sub is not None and not getattr(emitter, "synchronous", False):  # else: sent
+            emitter.flush(FLUSH_TIMEOUT)
     except Exception:  # noqa: BLE001
         _fail("end")
 
