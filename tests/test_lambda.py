@@ -2,6 +2,7 @@
 ``handle_event_request`` with the Runtime API's C client replaced by a recorder), the fault
 conversion, and the layer builder's options."""
 
+import inspect
 import json
 import os
 import zipfile
@@ -110,17 +111,23 @@ def lambda_rt(tracer, monkeypatch):
     monkeypatch.setitem(mod._state, "cold", True)
     mod.patch()
     client = lambda_runtime_client.LambdaRuntimeClient("127.0.0.1:9")
+    params = inspect.signature(bootstrap.handle_event_request).parameters
 
     def invoke(handler, request_id, trace=None, event=None):
         if trace is None:
             monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
         else:
             monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
-        bootstrap.handle_event_request(
-            client, handler, request_id, json.dumps(event or {}).encode(), "application/json",
-            None, None, "arn:aws:lambda:us-east-1:123456789012:function:my-fn",
-            "9999999999999", None, bootstrap.StandardLogSink(),
-        )
+        kwargs = {
+            "event_body": json.dumps(event or {}).encode(), "content_type": "application/json",
+            "client_context_json": None, "cognito_identity_json": None,
+            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:my-fn",
+            "epoch_deadline_time_in_ms": "9999999999999", "log_sink": bootstrap.StandardLogSink(),
+        }
+        if "tenant_id" in params:  # awslambdaric 4
+            kwargs["tenant_id"] = None
+        # positionally up to the request id, as bootstrap.run calls it
+        bootstrap.handle_event_request(client, handler, request_id, **kwargs)
 
     yield t, emitter, rapid, invoke
     mod.unpatch()
