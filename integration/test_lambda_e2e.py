@@ -354,3 +354,21 @@ def test_xray_run_in_a_pip_target_layout(lam, tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "awslambdaric" in proc.stdout
+
+
+def test_with_packages_are_built_for_the_functions_platform(lam, tmp_path):
+    """--with goes through pip for the target: compiled code for arm64 and that Python."""
+    python, version = lam[0], lam[1]
+    layer = tmp_path / "arm.zip"
+    env = dict(os.environ, PATH=f"{Path(python).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([str(BIN / "xray-autoinst"), "lambda-layer", "-o", str(layer),
+                           "--python", version, "--arch", "arm64", "--with", "simplejson"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0 and "pip install failed" in proc.stderr and not CI:
+        pytest.skip("PyPI not reachable: " + proc.stderr[-300:])
+    assert proc.returncode == 0, proc.stderr
+    tag = "cpython-%s" % version.replace(".", "")
+    with zipfile.ZipFile(layer) as zf:
+        sos = [n for n in zf.namelist() if n.startswith("python/simplejson/") and
+               n.endswith(".so")]
+    assert sos and all(f".{tag}-aarch64-linux-gnu.so" in n for n in sos), sos

@@ -212,7 +212,9 @@ def main(argv):
         sys.stderr.write("lambda-layer: %s\n" % exc)
         return 2
     except subprocess.CalledProcessError as exc:
-        sys.stderr.write("lambda-layer: %s failed (exit %s)\n" % (exc.cmd[0], exc.returncode))
+        what = "pip install" if "pip" in exc.cmd else "byte-compiling"
+        sys.stderr.write("lambda-layer: %s failed (exit %s): %s\n"
+                         % (what, exc.returncode, " ".join(exc.cmd)))
         return 1
     for note in notes:
         sys.stderr.write("lambda-layer: note: %s\n" % note)
