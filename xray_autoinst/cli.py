@@ -1,4 +1,4 @@
-"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map."""
+"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map, lambda-layer."""
 
 import sys
 
@@ -11,6 +11,7 @@ commands:
   traces [...]                 list stored traces
   trace TRACE_ID               show one trace as a timeline
   map                          show the service map of stored traces
+  lambda-layer -o LAYER.zip    build an AWS Lambda layer (exec wrapper /opt/xray-run)
 """
 
 _DAEMON_COMMANDS = {
@@ -40,6 +41,10 @@ def main(argv=None):
         from .check import main as check
 
         return check(rest)
+    if cmd == "lambda-layer":
+        from .lambda_layer import main as lambda_layer
+
+        return lambda_layer(rest)
     if cmd in _DAEMON_COMMANDS:
         from .daemon import cli as daemon_cli
 

@@ -53,6 +53,10 @@ INTEGRATIONS = {
     "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
     # task queues: publishing carries the trace, each task execution is a segment
     "celery": (("celery.app.base",), "xray_autoinst.contrib.task_celery", "celery"),
+    # AWS Lambda: the runtime interface client calls the handler (one subsegment per invocation)
+    "awslambdaric": (
+        ("awslambdaric.bootstrap",), "xray_autoinst.contrib.lambda_awslambdaric", "awslambdaric"
+    ),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"
