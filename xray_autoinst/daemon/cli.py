@@ -137,6 +137,14 @@ def daemon_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="default: info",
     )
+    p.add_argument(
+        "--ui", action="store_true",
+        help="also serve the browser console (as `xray-autoinst ui`) from this process",
+    )
+    p.add_argument(
+        "--ui-port", type=int, default=None, metavar="PORT",
+        help="port of the console with --ui (default: 2001, else a free one)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--detach", action="store_true",
@@ -299,8 +307,10 @@ def _status(store: str) -> int:
     return 0
 
 
-def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT."""
+def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None,
+           ui: int | None = None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT; ``ui``: the console's port
+    (-1: the default one, else a free one), None: no console."""
     from xray_autoinst.daemon.server import Daemon
 
     def report(message: str) -> None:
@@ -334,10 +344,31 @@ def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None) ->
             "store": settings.store, "started": daemon.started,
         },
     )
-    report(f"ok {os.getpid()}")
+    ui_server = None
+    if ui is not None:
+        from xray_autoinst.daemon import ui as ui_mod
+
+        try:
+            ui_server = ui_mod.make_server(
+                settings.store, "127.0.0.1", ui if ui >= 0 else ui_mod.DEFAULT_PORT,
+                fallback=ui < 0,
+            )
+        except OSError as exc:
+            log.error("cannot serve the console: %s", exc.strerror or exc)
+        else:
+            ui_mod.serve_in_thread(ui_server)
+            log.info("console on %s", ui_server.url)
+            info = _read_pid_file(pid_path) or {}
+            info["ui"] = ui_server.url
+            _write_pid_file(pid_path, info)
+    report(f"ok {os.getpid()}" + (f" {ui_server.url}" if ui_server is not None else ""))
     try:
         daemon.run(stop)
     finally:
+        if ui_server is not None:
+            ui_server.shutdown()
+            ui_server.server_close()
+            ui_server.console.close()
         daemon.shutdown()
         _remove_pid_file(pid_path)
     return 0
@@ -352,7 +383,8 @@ def _start_error(exc: BaseException) -> str:
     return f"cannot start: {exc}"
 
 
-def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
+def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str,
+            ui: int | None = None) -> int:
     """Fork into the background; the first process waits until the daemon is up."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -371,9 +403,11 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
         answer = b"".join(chunks).decode("utf-8", "replace").strip()
         if answer.startswith("ok "):
             where = f"stores traces in {settings.store}" if settings.store else "stores nothing"
+            pid_text, _, url = answer[3:].partition(" ")
+            console = f"; console on {url}" if url else ""
             sys.stderr.write(
-                f"xray-autoinst: daemon started (pid {answer[3:]}) on udp "
-                f"{local.format_addr(settings.udp)}, {where}; log {log_path}\n"
+                f"xray-autoinst: daemon started (pid {pid_text}) on udp "
+                f"{local.format_addr(settings.udp)}, {where}; log {log_path}{console}\n"
             )
             return 0
         message = answer[6:] if answer.startswith("error ") else f"see {log_path}"
@@ -396,7 +430,7 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         setup_logging(logging.getLevelName(log.level).lower())
-        code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd)
+        code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd, ui)
     except BaseException:
         code = 1
         try:
@@ -421,6 +455,15 @@ def daemon_main(argv: list[str], environ=None) -> int:
         settings = daemon_settings(args, environ)
     except ValueError as exc:
         sys.stderr.write(f"xray-autoinst daemon: {exc}\n")
+        return 2
+    ui = None
+    if args.ui:
+        if settings.store is None:
+            sys.stderr.write("xray-autoinst daemon: --ui shows the store: not with --no-store\n")
+            return 2
+        ui = -1 if args.ui_port is None else args.ui_port
+    elif args.ui_port is not None:
+        sys.stderr.write("xray-autoinst daemon: --ui-port is for --ui\n")
         return 2
     pid_path = local.pid_file_for(store_for_files)
     running = _running_daemon(pid_path)
@@ -459,8 +502,9 @@ def daemon_main(argv: list[str], environ=None) -> int:
         if not hasattr(os, "fork"):
             sys.stderr.write("xray-autoinst daemon: --detach needs a POSIX system\n")
             return 2
-        return _detach(settings, udp_sock, tcp_sock, pid_path, local.log_file_for(store_for_files))
-    return _serve(settings, udp_sock, tcp_sock, pid_path, None)
+        return _detach(settings, udp_sock, tcp_sock, pid_path,
+                       local.log_file_for(store_for_files), ui)
+    return _serve(settings, udp_sock, tcp_sock, pid_path, None, ui)
 
 
 def main_daemon(argv: list[str]) -> int:
@@ -604,6 +648,11 @@ def map_main(argv: list[str], environ=None) -> int:
     p = _view_parser("xray-autoinst map", "Show the service map of the stored traces.")
     p.add_argument("--dot", action="store_true", help="print Graphviz DOT")
     p.add_argument("--since", metavar="WHEN", help="traces started since 15m, 2h, 1d, ISO time")
+    p.add_argument("--until", metavar="WHEN", help="traces started until 15m, 2h, 1d ago, ISO time")
+    p.add_argument(
+        "--service", metavar="NAME",
+        help="only the services named NAME (* wildcards) and their direct neighbours",
+    )
     p.add_argument(
         "--limit", type=_positive_int, default=1000, metavar="N",
         help="use the N newest traces (default: 1000)",
@@ -615,6 +664,10 @@ def map_main(argv: list[str], environ=None) -> int:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         p.error(str(exc))
+    try:
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        p.error(str(exc).replace("--since", "--until"))
     from xray_autoinst.daemon import views
     from xray_autoinst.daemon.tree import merged_trace
 
@@ -622,11 +675,13 @@ def map_main(argv: list[str], environ=None) -> int:
     traces = []
     if store is not None:
         try:
-            for trace_id in store.trace_ids(since=since, limit=args.limit):
+            for trace_id in store.trace_ids(since=since, until=until, limit=args.limit):
                 traces.append(merged_trace(trace_id, store.documents(trace_id)))
         finally:
             store.close_reader()
     graph = views.build_map(traces)
+    if args.service:
+        graph = views.focus_map(graph, args.service)
     if args.json:
         sys.stdout.write(views.dumps(graph))
     elif args.dot:
@@ -634,6 +689,65 @@ def map_main(argv: list[str], environ=None) -> int:
     else:
         sys.stdout.write(views.render_map(graph, width=_width(args), style=_style(environ)))
     return 0
+
+
+def ui_main(argv: list[str], environ=None) -> int:
+    environ = os.environ if environ is None else environ
+    from xray_autoinst.daemon import ui
+
+    p = _Parser(
+        prog="xray-autoinst ui",
+        description="Serve the read-only X-Ray console (trace list, timeline, service map) "
+        "of the store in the browser.",
+    )
+    _store_arg(p)
+    p.add_argument(
+        "--port", type=int, default=None, metavar="PORT",
+        help=f"TCP port (default: {ui.DEFAULT_PORT}, else a free one; 0: a free one)",
+    )
+    p.add_argument(
+        "--bind", metavar="HOST", default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1). Anything else than loopback lets "
+        "others on the network read your traces.",
+    )
+    args = p.parse_args(argv)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        p.error(f"--port {args.port}: 0 to 65535")
+    store = _store_path(args, environ)
+    if not ui.is_loopback(args.bind.strip("[]")):
+        sys.stderr.write(
+            f"xray-autoinst ui: warning: listening on {args.bind}, not loopback: anyone who "
+            "reaches it can read the traces (URLs, SQL, user agents). There is no login.\n"
+        )
+    if not os.path.exists(store):
+        sys.stderr.write(
+            f"xray-autoinst ui: no trace store at {store} yet; the console shows it once a "
+            "daemon writes it (`xray-run --local` or `xray-autoinst daemon`)\n"
+        )
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    def announce(url: str) -> None:
+        sys.stderr.write(f"xray-autoinst ui: console of {store} on {url} (Ctrl-C stops it)\n")
+        sys.stderr.flush()
+
+    port = ui.DEFAULT_PORT if args.port is None else args.port
+    try:
+        return ui.run(store, args.bind, port, stop, announce)
+    except OSError as exc:
+        sys.stderr.write(
+            f"xray-autoinst ui: cannot listen on {args.bind}:{port}: {exc.strerror or exc}\n"
+        )
+        return 1
+
+
+def main_ui(argv: list[str]) -> int:
+    return _run(ui_main, argv)
 
 
 def main_traces(argv: list[str]) -> int:
@@ -648,4 +762,7 @@ def main_map(argv: list[str]) -> int:
     return _run(map_main, argv)
 
 
-COMMANDS = {"daemon": main_daemon, "traces": main_traces, "trace": main_trace, "map": main_map}
+COMMANDS = {
+    "daemon": main_daemon, "traces": main_traces, "trace": main_trace, "map": main_map,
+    "ui": main_ui,
+}

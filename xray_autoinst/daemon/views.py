@@ -142,10 +142,24 @@ def render_traces(summaries: list[dict], *, width: int = 120, style: Style = Sty
                 " ".join(_style_mark(m, style) for m in marks_of(s)),
             ]
         )
+    # Times of today need no date: the REQUEST column gets the room.
+    today = datetime.date.today()
+    if all(
+        s.get("start_time") is not None
+        and datetime.date.fromtimestamp(s["start_time"]) == today
+        for s in summaries
+    ):
+        for r in rows:
+            r[0] = r[0][11:]
     widths = [max(len(headers[i]), *(_visible_len(r[i]) for r in rows)) for i in range(8)]
-    widths[2] = min(widths[2], 24)
-    fixed = sum(w for i, w in enumerate(widths) if i != 3) + 2 * 7
-    widths[3] = max(12, min(widths[3], width - fixed))
+    # SERVICE and REQUEST share what the other columns leave: REQUEST first (up to what it
+    # needs), SERVICE keeps at least 12 characters (or what it needs, if less), at most 24.
+    fixed = sum(w for i, w in enumerate(widths) if i not in (2, 3)) + 2 * 7
+    room = max(0, width - fixed)
+    service_need, request_need = min(widths[2], 24), widths[3]
+    service_min = min(service_need, 12)
+    widths[3] = max(12, min(request_need, room - service_min))
+    widths[2] = max(len(headers[2]), min(service_need, room - widths[3]))
     lines = []
     for r in [headers, *rows]:
         cells = [clip(r[i], widths[i]) if i in (2, 3) else r[i] for i in range(8)]
@@ -274,7 +288,10 @@ def render_trace(merged: dict, *, width: int = 120, style: Style = Style()) -> s
     head = [merged["trace_id"], fmt_time(start), fmt_duration(total), count]
     request = describe(root)
     if request:
-        head.insert(1, f"{root.get('name')}: {request}")
+        # the header stays on one line: the request is clipped to what the rest leaves
+        room = width - sum(len(h) for h in head) - 2 * len(head)
+        if room >= 12:
+            head.insert(1, clip(one_line(f"{root.get('name')}: {request}"), room))
     lines = [style.bold("  ".join(head))]
     if merged.get("orphans"):
         lines.append(
@@ -389,12 +406,14 @@ class _Stats:
         self.errors = self.faults = self.throttles = 0
 
     def add(self, entity: dict) -> None:
-        self.requests += 1
-        d = _duration(entity)
-        if d is not None:
-            self.latency_sum += d
-            self.latency_n += 1
         fault, error, throttle = _outcome(entity)
+        self.add_sample(_duration(entity), fault, error, throttle)
+
+    def add_sample(self, duration, fault, error, throttle) -> None:
+        self.requests += 1
+        if duration is not None:
+            self.latency_sum += duration
+            self.latency_n += 1
         self.faults += fault
         self.errors += error
         self.throttles += throttle
@@ -410,56 +429,80 @@ class _Stats:
         }
 
 
-def build_map(traces: list[dict]) -> dict:
-    """The service map of merged traces (``tree.merged_trace`` results)."""
+def _sample(entity: dict) -> tuple:
+    return (_duration(entity), *_outcome(entity))
+
+
+def map_contribution(trace: dict) -> tuple[list[tuple], list[tuple]]:
+    """What one merged trace adds to the service map, as plain tuples (cheap to cache).
+
+    Nodes: ``(id, name, type, sample)``; edges: ``(source, target, sample)``, where a sample is
+    ``(duration, fault, error, throttle)``. An edge carries the CALLER's view: the calling
+    subsegment's duration and outcome (what the caller waited for, network included), not the
+    callee's own time. A service reached from outside the trace has a ``client`` edge with the
+    segment's own view.
+    """
+    nodes: list[tuple] = []
+    edges: list[tuple] = []
+    segments = trace.get("segments", [])
+    owner: dict[str, str] = {}  # entity id -> service node id
+    entities: dict[str, dict] = {}
+    for seg in segments:
+        service = f"service:{seg.get('name')}"
+        for entity, _ in walk(seg):
+            if isinstance(entity.get("id"), str):
+                owner[entity["id"]] = service
+                entities[entity["id"]] = entity
+    called = {seg.get("parent_id") for seg in segments if isinstance(seg.get("parent_id"), str)}
+    for seg in segments:
+        name = str(seg.get("name") or "?")
+        service = f"service:{name}"
+        origin = seg.get("origin")
+        nodes.append((service, name, origin if isinstance(origin, str) else "service",
+                      _sample(seg)))
+        parent = seg.get("parent_id")
+        caller = owner.get(parent) if isinstance(parent, str) else None
+        if caller is None:
+            nodes.append(("client", "client", "client", None))
+            edges.append(("client", service, _sample(seg)))
+        else:
+            edges.append((caller, service, _sample(entities[parent])))
+        # downstream calls: the outermost remote subsegments (nested ones are their detail)
+        stack = list(children(seg))
+        while stack:
+            entity = stack.pop()
+            if entity.get("id") in called:
+                continue  # the called service's own segment makes this edge
+            target = _downstream_node(entity)
+            if target is None:
+                stack.extend(children(entity))
+                continue
+            sample = _sample(entity)
+            nodes.append((*target, sample))
+            edges.append((service, target[0], sample))
+    return nodes, edges
+
+
+def aggregate_map(contributions, traces: int | None = None) -> dict:
+    """The service map from ``map_contribution`` results."""
     nodes: dict[str, dict] = {}
     node_stats: dict[str, _Stats] = {}
     edges: dict[tuple[str, str], _Stats] = {}
-
-    def node(node_id: str, name: str, kind: str) -> None:
-        if node_id not in nodes:
-            nodes[node_id] = {"id": node_id, "name": name, "type": kind}
-            node_stats[node_id] = _Stats()
-
-    def edge(src: str, dst: str, entity: dict) -> None:
-        edges.setdefault((src, dst), _Stats()).add(entity)
-
-    for trace in traces:
-        segments = trace.get("segments", [])
-        owner: dict[str, str] = {}  # entity id -> service node id
-        for seg in segments:
-            service = f"service:{seg.get('name')}"
-            for entity, _ in walk(seg):
-                if isinstance(entity.get("id"), str):
-                    owner[entity["id"]] = service
-        called = {seg.get("parent_id") for seg in segments if isinstance(seg.get("parent_id"), str)}
-        for seg in segments:
-            name = str(seg.get("name") or "?")
-            service = f"service:{name}"
-            origin = seg.get("origin")
-            node(service, name, origin if isinstance(origin, str) else "service")
-            node_stats[service].add(seg)
-            parent = seg.get("parent_id")
-            caller = owner.get(parent) if isinstance(parent, str) else None
-            if caller is None:
-                node("client", "client", "client")
-                edge("client", service, seg)
-            else:
-                edge(caller, service, seg)
-            # downstream calls: the outermost remote subsegments (nested ones are their detail)
-            stack = list(children(seg))
-            while stack:
-                entity = stack.pop()
-                if entity.get("id") in called:
-                    continue  # the called service's own segment makes this edge
-                target = _downstream_node(entity)
-                if target is None:
-                    stack.extend(children(entity))
-                    continue
-                node(*target)
-                node_stats[target[0]].add(entity)
-                edge(service, target[0], entity)
-
+    count = 0
+    for node_items, edge_items in contributions:
+        count += 1
+        for node_id, name, kind, sample in node_items:
+            stats = node_stats.get(node_id)
+            if stats is None:
+                nodes[node_id] = {"id": node_id, "name": name, "type": kind}
+                stats = node_stats[node_id] = _Stats()
+            if sample is not None:
+                stats.add_sample(*sample)
+        for src, dst, sample in edge_items:
+            stats = edges.get((src, dst))
+            if stats is None:
+                stats = edges[(src, dst)] = _Stats()
+            stats.add_sample(*sample)
     node_list = []
     for node_id, info in nodes.items():
         stats = node_stats[node_id].as_dict()
@@ -474,7 +517,28 @@ def build_map(traces: list[dict]) -> dict:
         for (src, dst), stats in edges.items()
     ]
     edge_list.sort(key=lambda e: (e["source"] != "client", e["source"], e["target"]))
-    return {"traces": len(traces), "nodes": node_list, "edges": edge_list}
+    return {"traces": count if traces is None else traces, "nodes": node_list, "edges": edge_list}
+
+
+def build_map(traces: list[dict]) -> dict:
+    """The service map of merged traces (``tree.merged_trace`` results)."""
+    return aggregate_map([map_contribution(t) for t in traces], len(traces))
+
+
+def focus_map(graph: dict, service: str) -> dict:
+    """Only the services named ``service`` (``*`` wildcards) and their direct neighbours."""
+    import fnmatch
+
+    focus = {
+        n["id"] for n in graph["nodes"]
+        if n["id"].startswith("service:") and fnmatch.fnmatchcase(n["name"], service)
+    }
+    edges = [e for e in graph["edges"] if e["source"] in focus or e["target"] in focus]
+    keep = set(focus)
+    for e in edges:
+        keep.update((e["source"], e["target"]))
+    nodes = [n for n in graph["nodes"] if n["id"] in keep]
+    return {**graph, "nodes": nodes, "edges": edges}
 
 
 def _pct(rate: float) -> str:
