@@ -1,5 +1,5 @@
 // Building the DOM: text from traces is only ever set with textContent or as attribute values,
-// never parsed as markup (no innerHTML anywhere in this console).
+// never parsed as markup (no HTML parsing of any data anywhere in this console).
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function apply(node, attrs) {

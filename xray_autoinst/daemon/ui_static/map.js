@@ -13,27 +13,19 @@ function kindOf(node) {
   return "service";
 }
 
-// columns by distance from the clients (breadth first), rows by name
+// columns by the longest path from the clients (a callee right of all its callers; cycles
+// are cut after as many rounds as there are nodes), rows by name
 export function layout(graph) {
-  const out = new Map();
-  for (const e of graph.edges) {
-    if (!out.has(e.source)) out.set(e.source, []);
-    out.get(e.source).push(e.target);
-  }
-  const depth = new Map();
   const ids = graph.nodes.map((n) => n.id);
-  const starts = ids.filter((id) => id === "client").concat(
-    ids.filter((id) => !graph.edges.some((e) => e.target === id)), ids);
-  for (const start of starts) {
-    if (depth.has(start)) continue;
-    depth.set(start, 0);
-    const queue = [start];
-    while (queue.length) {
-      const cur = queue.shift();
-      for (const next of out.get(cur) || []) {
-        if (!depth.has(next)) { depth.set(next, depth.get(cur) + 1); queue.push(next); }
-      }
+  const depth = new Map(ids.map((id) => [id, 0]));
+  for (let round = 0; round < ids.length; round++) {
+    let moved = false;
+    for (const e of graph.edges) {
+      if (e.source === e.target || !depth.has(e.source) || !depth.has(e.target)) continue;
+      const want = depth.get(e.source) + 1;
+      if (want > depth.get(e.target) && want < ids.length) { depth.set(e.target, want); moved = true; }
     }
+    if (!moved) break;
   }
   const columns = new Map();
   for (const n of graph.nodes) {
