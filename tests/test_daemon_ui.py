@@ -249,3 +249,36 @@ def test_the_console_answers_while_the_store_is_written(store, console):
     finally:
         stop.set()
         thread.join()
+
+
+def test_the_running_map_equals_a_fresh_one(store, console):
+    """The map of every trace is kept as running sums: after traces are added, changed and
+    evicted it is the map computed afresh."""
+    console.graph({})
+    write(store, seg(30, name="new"), seg(31, status=500))
+    later = seg(40, name="callee", start=T0 + 0.02)
+    later.update(trace_id=tid(1), parent_id="f" * 16)
+    write(store, later)
+    store.max_traces = 4
+    store.evict()
+    running = console.graph({})
+    fresh = ui.Console(store.path)
+    try:
+        expected = fresh.graph({"limit": ["9999"]})  # not every trace? the same ones here
+        assert running["traces"] == expected["traces"] == 4
+        key = lambda g: sorted((n["id"], n["requests"]) for n in g["nodes"])  # noqa: E731
+        assert key(running) == key(expected)
+        assert sorted((e["source"], e["target"], e["requests"]) for e in running["edges"]) == \
+            sorted((e["source"], e["target"], e["requests"]) for e in expected["edges"])
+    finally:
+        fresh.close()
+
+
+def test_a_map_keeps_its_busiest_nodes():
+    graph = {"traces": 1, "nodes": [{"id": "client", "requests": 1}] + [
+        {"id": f"remote:h{i}", "requests": i} for i in range(10)],
+        "edges": [{"source": "client", "target": f"remote:h{i}"} for i in range(10)]}
+    small = ui._bounded(graph, 4)
+    assert [n["id"] for n in small["nodes"]] == ["client", "remote:h9", "remote:h8", "remote:h7"]
+    assert len(small["edges"]) == 3 and small["nodes_left_out"] == 7
+    assert ui._bounded(graph, 100)["nodes_left_out"] == 0

@@ -53,6 +53,7 @@ MAX_TEXT = 256  # characters of one filter value
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000  # summaries in one answer
 MAP_MAX_TRACES = 10_000  # traces behind one map
+MAP_MAX_NODES = 300  # the busiest nodes of a map; the others are counted, not sent
 HISTOGRAM_BINS = 40
 COLD_BATCH = 200  # more changed traces than this: one scan of the documents table
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -155,7 +156,9 @@ class Console:
         self._conn: sqlite3.Connection | None = None
         self._summaries: dict[str, tuple[float, dict]] = {}  # trace_id -> (last_seen, summary)
         self._order: list[dict] = []  # summaries, newest first
-        self._contrib: dict[str, tuple[float, tuple]] = {}  # trace_id -> (last_seen, contrib)
+        self._contrib: dict[str, tuple[float, tuple]] = {}  # trace_id -> (last_seen, reduced)
+        self._totals = views.MapTotals()  # the map of the traces last asked for
+        self._in_totals: dict[str, tuple] = {}  # trace_id -> the reduced contribution added
 
     def close(self) -> None:
         with self._lock:
@@ -213,29 +216,66 @@ class Console:
                 (v[1] for v in cache.values()), key=lambda s: s["start_time"], reverse=True
             )
 
+    def _sync_totals(self, summaries: list[dict], contribs: list[tuple]) -> dict:
+        totals, members = self._totals, self._in_totals
+        live = set()
+        for s, reduced in zip(summaries, contribs, strict=True):
+            trace_id = s["trace_id"]
+            live.add(trace_id)
+            old = members.get(trace_id)
+            if old is not reduced:
+                if old is not None:
+                    totals.add(old, -1)
+                totals.add(reduced)
+                members[trace_id] = reduced
+        for trace_id in [t for t in members if t not in live]:
+            totals.add(members.pop(trace_id), -1)
+        return totals.graph()
+
     def _contributions(self, conn: sqlite3.Connection, summaries: list[dict]) -> list[tuple]:
         """The service map contributions of these traces (cached per trace)."""
-        out = []
         cache = self._contrib
-        for s in summaries:
-            last_seen = self._summaries[s["trace_id"]][0]
-            hit = cache.get(s["trace_id"])
-            if hit is None or hit[0] != last_seen:
-                docs = []
-                for (body,) in conn.execute(
-                    "SELECT body FROM documents WHERE trace_id = ? ORDER BY start_time, rowid",
-                    (s["trace_id"],),
+        versions = self._summaries
+        missing = [
+            s["trace_id"] for s in summaries
+            if (cache.get(s["trace_id"]) or (None,))[0] != versions[s["trace_id"]][0]
+        ]
+        if missing:
+            bodies: dict[str, list] = {}
+            if len(missing) > COLD_BATCH:
+                wanted = set(missing)
+                for trace_id, body in conn.execute(
+                    "SELECT trace_id, body FROM documents ORDER BY start_time, rowid"
                 ):
+                    if trace_id in wanted:
+                        bodies.setdefault(trace_id, []).append(body)
+            else:
+                for trace_id in missing:
+                    bodies[trace_id] = [b for (b,) in conn.execute(
+                        "SELECT body FROM documents WHERE trace_id = ? ORDER BY start_time, rowid",
+                        (trace_id,),
+                    )]
+            for trace_id in missing:
+                docs = []
+                for body in bodies.get(trace_id, ()):
                     try:
                         doc = json.loads(body)
                     except ValueError:
                         continue
                     if isinstance(doc, dict):
                         docs.append(doc)
-                hit = (last_seen, views.map_contribution(merged_trace(s["trace_id"], docs)))
-                cache[s["trace_id"]] = hit
-            out.append(hit[1])
-        return out
+                merged = merged_trace(trace_id, docs, copy_input=False)  # parsed just now
+                reduced = views.reduce_contribution(views.map_contribution(merged))
+                cache[trace_id] = (versions[trace_id][0], reduced)
+        return [cache[s["trace_id"]][1] for s in summaries]
+
+    def warm(self) -> None:
+        """Fill the caches (the trace list's, then the map's)."""
+        try:
+            self.traces({})
+            self.graph({})
+        except Exception:  # the first request will say what is wrong
+            log.debug("ui: warming the caches failed", exc_info=True)
 
     # -- the API -------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -260,7 +300,7 @@ class Console:
                 contribs = self._contributions(conn, matching)
                 matching = [
                     s for s, (nodes, _) in zip(matching, contribs, strict=True)
-                    if any(n[0] == filt.node for n in nodes)
+                    if filt.node in nodes
                 ]
             services = sorted({name for s in self._order for name in s["services"]})
             store_traces = len(self._order)
@@ -307,11 +347,26 @@ class Console:
                 if len(chosen) >= limit:
                     break
             contribs = self._contributions(conn, chosen)
-        graph = views.aggregate_map(contribs, len(chosen))
+            # running totals, moved to the traces chosen: the next poll of the same view
+            # (a new trace or two, a range that slid by a few seconds) costs what changed
+            graph = self._sync_totals(chosen, contribs)
         if service is not None:
             graph = views.focus_map(graph, service)
+        graph = _bounded(graph, MAP_MAX_NODES)
         graph["store_exists"] = True
         return graph
+
+
+def _bounded(graph: dict, most: int) -> dict:
+    """At most ``most`` nodes (the client and the busiest others) and the edges among them."""
+    nodes = graph["nodes"]
+    if len(nodes) <= most:
+        return {**graph, "nodes_left_out": 0}
+    ranked = sorted(nodes, key=lambda n: (n["id"] != "client", -n["requests"], n["id"]))
+    kept = ranked[:most]
+    ids = {n["id"] for n in kept}
+    edges = [e for e in graph["edges"] if e["source"] in ids and e["target"] in ids]
+    return {**graph, "nodes": kept, "edges": edges, "nodes_left_out": len(nodes) - most}
 
 
 def _histogram(durations: list) -> dict:
@@ -504,10 +559,13 @@ def make_server(store_path: str, host: str = "127.0.0.1", port: int = DEFAULT_PO
         return ConsoleServer((host, 0), console, loopback_only=loopback)
 
 
-def serve_in_thread(server: ConsoleServer) -> threading.Thread:
+def serve_in_thread(server: ConsoleServer, *, warm: bool = True) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="xray-autoinst-ui",
                               kwargs={"poll_interval": 0.25}, daemon=True)
     thread.start()
+    if warm:  # read the store once now, so that the first page does not wait for it
+        threading.Thread(target=server.console.warm, name="xray-autoinst-ui-warm",
+                         daemon=True).start()
     return thread
 
 

@@ -396,39 +396,6 @@ def _downstream_node(entity: dict) -> tuple[str, str, str] | None:
     return None
 
 
-class _Stats:
-    __slots__ = ("requests", "latency_sum", "latency_n", "errors", "faults", "throttles")
-
-    def __init__(self):
-        self.requests = 0
-        self.latency_sum = 0.0
-        self.latency_n = 0
-        self.errors = self.faults = self.throttles = 0
-
-    def add(self, entity: dict) -> None:
-        fault, error, throttle = _outcome(entity)
-        self.add_sample(_duration(entity), fault, error, throttle)
-
-    def add_sample(self, duration, fault, error, throttle) -> None:
-        self.requests += 1
-        if duration is not None:
-            self.latency_sum += duration
-            self.latency_n += 1
-        self.faults += fault
-        self.errors += error
-        self.throttles += throttle
-
-    def as_dict(self) -> dict:
-        n = self.requests
-        return {
-            "requests": n,
-            "avg_latency": (self.latency_sum / self.latency_n) if self.latency_n else None,
-            "error_rate": self.errors / n if n else 0.0,
-            "fault_rate": self.faults / n if n else 0.0,
-            "throttle_rate": self.throttles / n if n else 0.0,
-        }
-
-
 def _sample(entity: dict) -> tuple:
     return (_duration(entity), *_outcome(entity))
 
@@ -483,41 +450,111 @@ def map_contribution(trace: dict) -> tuple[list[tuple], list[tuple]]:
     return nodes, edges
 
 
+def reduce_contribution(contribution: tuple[list, list]) -> tuple[dict, dict]:
+    """One trace's contribution summed per node and per edge: ``({node_id: (name, type,
+    stats)}, {(source, target): stats})``, where stats are ``[requests, latency_sum,
+    latency_n, faults, errors, throttles]`` (the client node has no stats: None)."""
+    nodes: dict[str, tuple] = {}
+    edges: dict[tuple[str, str], list] = {}
+    for node_id, name, kind, sample in contribution[0]:
+        entry = nodes.get(node_id)
+        if entry is None:
+            entry = nodes[node_id] = (name, kind, None if sample is None else [0, 0.0, 0, 0, 0, 0])
+        if sample is not None and entry[2] is not None:
+            _add_sample(entry[2], sample)
+    for src, dst, sample in contribution[1]:
+        stats = edges.get((src, dst))
+        if stats is None:
+            stats = edges[(src, dst)] = [0, 0.0, 0, 0, 0, 0]
+        _add_sample(stats, sample)
+    return nodes, edges
+
+
+def _add_sample(stats: list, sample: tuple) -> None:
+    duration, fault, error, throttle = sample
+    stats[0] += 1
+    if duration is not None:
+        stats[1] += duration
+        stats[2] += 1
+    stats[3] += fault
+    stats[4] += error
+    stats[5] += throttle
+
+
+def _stats_dict(stats: list | None) -> dict:
+    n = stats[0] if stats else 0
+    return {
+        "requests": n,
+        "avg_latency": (stats[1] / stats[2]) if stats and stats[2] else None,
+        "error_rate": stats[4] / n if n else 0.0,
+        "fault_rate": stats[3] / n if n else 0.0,
+        "throttle_rate": stats[5] / n if n else 0.0,
+    }
+
+
+class MapTotals:
+    """Running sums of reduced contributions: traces can be added and taken away again, so a
+    map over a store that changes is kept up to date in the time of what changed."""
+
+    def __init__(self):
+        self.traces = 0
+        self.nodes: dict[str, list] = {}  # id -> [name, type, stats, traces]
+        self.edges: dict[tuple[str, str], list] = {}
+
+    def add(self, reduced: tuple[dict, dict], sign: int = 1) -> None:
+        self.traces += sign
+        nodes, edges = self.nodes, self.edges
+        for node_id, (name, kind, stats) in reduced[0].items():
+            entry = nodes.get(node_id)
+            if entry is None:
+                entry = nodes[node_id] = [name, kind, [0, 0.0, 0, 0, 0, 0], 0]
+            entry[3] += sign
+            if stats is not None:
+                acc = entry[2]
+                acc[0] += sign * stats[0]
+                acc[1] += sign * stats[1]
+                acc[2] += sign * stats[2]
+                acc[3] += sign * stats[3]
+                acc[4] += sign * stats[4]
+                acc[5] += sign * stats[5]
+            if entry[3] <= 0:
+                del nodes[node_id]
+        for key, stats in reduced[1].items():
+            acc = edges.get(key)
+            if acc is None:
+                acc = edges[key] = [0, 0.0, 0, 0, 0, 0]
+            acc[0] += sign * stats[0]
+            acc[1] += sign * stats[1]
+            acc[2] += sign * stats[2]
+            acc[3] += sign * stats[3]
+            acc[4] += sign * stats[4]
+            acc[5] += sign * stats[5]
+            if acc[0] <= 0:
+                del edges[key]
+
+    def graph(self) -> dict:
+        node_list = []
+        for node_id, (name, kind, stats, _) in self.nodes.items():
+            item = {"id": node_id, "name": name, "type": kind, **_stats_dict(stats)}
+            if node_id == "client":
+                item.update(_stats_dict(None))
+                item["requests"] = sum(s[0] for (a, _), s in self.edges.items() if a == "client")
+            node_list.append(item)
+        edge_list = [{"source": src, "target": dst, **_stats_dict(stats)}
+                     for (src, dst), stats in self.edges.items()]
+        edge_list.sort(key=lambda e: (e["source"] != "client", e["source"], e["target"]))
+        return {"traces": self.traces, "nodes": node_list, "edges": edge_list}
+
+
 def aggregate_map(contributions, traces: int | None = None) -> dict:
     """The service map from ``map_contribution`` results."""
-    nodes: dict[str, dict] = {}
-    node_stats: dict[str, _Stats] = {}
-    edges: dict[tuple[str, str], _Stats] = {}
-    count = 0
-    for node_items, edge_items in contributions:
-        count += 1
-        for node_id, name, kind, sample in node_items:
-            stats = node_stats.get(node_id)
-            if stats is None:
-                nodes[node_id] = {"id": node_id, "name": name, "type": kind}
-                stats = node_stats[node_id] = _Stats()
-            if sample is not None:
-                stats.add_sample(*sample)
-        for src, dst, sample in edge_items:
-            stats = edges.get((src, dst))
-            if stats is None:
-                stats = edges[(src, dst)] = _Stats()
-            stats.add_sample(*sample)
-    node_list = []
-    for node_id, info in nodes.items():
-        stats = node_stats[node_id].as_dict()
-        if node_id == "client":
-            stats = {
-                "requests": sum(s.requests for (a, _), s in edges.items() if a == "client"),
-                "avg_latency": None, "error_rate": 0.0, "fault_rate": 0.0, "throttle_rate": 0.0,
-            }
-        node_list.append({**info, **stats})
-    edge_list = [
-        {"source": src, "target": dst, **stats.as_dict()}
-        for (src, dst), stats in edges.items()
-    ]
-    edge_list.sort(key=lambda e: (e["source"] != "client", e["source"], e["target"]))
-    return {"traces": count if traces is None else traces, "nodes": node_list, "edges": edge_list}
+    totals = MapTotals()
+    for contribution in contributions:
+        totals.add(reduce_contribution(contribution))
+    graph = totals.graph()
+    if traces is not None:
+        graph["traces"] = traces
+    return graph
 
 
 def build_map(traces: list[dict]) -> dict:

@@ -175,7 +175,8 @@ export async function showMap(root, initial) {
       const body = JSON.stringify(graph);
       if (body !== lastBody) {
         lastBody = body;
-        info.textContent = `${graph.traces} traces · ${graph.nodes.length} nodes · ${graph.edges.length} edges`;
+        info.textContent = `${graph.traces} traces · ${graph.nodes.length} nodes · ${graph.edges.length} edges` +
+          (graph.nodes_left_out ? ` (${graph.nodes_left_out} quieter nodes left out: pick a time range or a service)` : "");
         clear(canvas);
         if (!graph.nodes.length) canvas.appendChild(h("p", { class: "muted", text: "no traces in this range" }));
         else canvas.appendChild(drawMap(graph, onNode));
