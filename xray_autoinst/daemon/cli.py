@@ -143,7 +143,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ui-port", type=int, default=None, metavar="PORT",
-        help="port of the console with --ui (default: 2001, else a free one)",
+        help="port of the console with --ui (default: the TCP port + 1, i.e. 2001, else a "
+        "free one; 0: a free one)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -349,10 +350,9 @@ def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None,
         from xray_autoinst.daemon import ui as ui_mod
 
         try:
-            ui_server = ui_mod.make_server(
-                settings.store, "127.0.0.1", ui if ui >= 0 else ui_mod.DEFAULT_PORT,
-                fallback=ui < 0,
-            )
+            # default: the port after the daemon's TCP port (2001 beside 2000), else a free one
+            port = ui if ui >= 0 else (settings.tcp[1] + 1 if 0 < settings.tcp[1] < 65535 else 0)
+            ui_server = ui_mod.make_server(settings.store, "127.0.0.1", port, fallback=ui < 0)
         except OSError as exc:
             log.error("cannot serve the console: %s", exc.strerror or exc)
         else:
