@@ -49,6 +49,14 @@ def _need_browser():
         pytest.skip(f"missing {', '.join(missing)}: {hint}")
 
 
+def _port_open(port) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def _get(port, path, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path, headers=headers or {})
@@ -102,10 +110,9 @@ class World:
                 xray_run(sys.executable, str(APP), name, *args),
                 env=dict(app_env, XRAY_SERVICE_NAME=name), stdout=out, stderr=subprocess.STDOUT)
             self.procs.append(proc)
-        wait_http(self.stock_port, "/level", proc=self.procs[-2])
-        wait_http(self.shop_port, "/orders", proc=self.procs[-1])
-        # wait_http's probes are traces too: start from what is stored after them
-        time.sleep(0.5)
+        # the stock service: a TCP connect (an HTTP probe would be a trace of its own)
+        wait_until(lambda: _port_open(self.stock_port), timeout=WAIT, what="the stock service")
+        wait_http(self.shop_port, "/orders", proc=self.procs[-1])  # the first /orders trace
 
     def request(self, path, headers=None):
         return _get(self.shop_port, path, headers)
@@ -321,7 +328,7 @@ def test_map_nodes_edges_and_counts(world, browser):
              for e in css(browser, "#map-svg .edge")}
     by_pair = {(e["source"], e["target"]): e for e in graph["edges"]}
     shop_stock = by_pair[("service:shop", "service:stock")]
-    assert shop_stock["requests"] == 3  # the three /orders; wait_http's probe came earlier
+    assert shop_stock["requests"] == 3  # wait_http's /orders and the fixture's two
     assert f"{shop_stock['requests']} req" in edges[("service:shop", "service:stock")]
     assert ("client", "service:shop") in edges
     browser.save_screenshot(str(ARTIFACTS / "map.png"))

@@ -282,3 +282,24 @@ def test_a_map_keeps_its_busiest_nodes():
     assert [n["id"] for n in small["nodes"]] == ["client", "remote:h9", "remote:h8", "remote:h7"]
     assert len(small["edges"]) == 3 and small["nodes_left_out"] == 7
     assert ui._bounded(graph, 100)["nodes_left_out"] == 0
+
+
+def test_a_few_new_traces_go_in_at_their_place(store, console):
+    console.traces({})
+    # one older than all, one in the middle, one newest; then one of them grows
+    write(store, seg(50, start=T0 - 100), seg(51, start=T0 + 1.5), seg(52, start=T0 + 99))
+    order = [t["start_time"] for t in console.traces({"limit": ["1000"]})["traces"]]
+    assert order == sorted(order, reverse=True) and len(order) == 7
+    grown = seg(60, name="late-callee", start=T0 + 1.6)
+    grown.update(trace_id=tid(51), parent_id="f" * 16)
+    store.write([decode(encode(grown), T0 + 50)[1]])
+    answer = console.traces({"limit": ["1000"]})
+    assert [t["trace_id"] for t in answer["traces"]].count(tid(51)) == 1
+    assert "late-callee" in answer["services"]
+    (item,) = console.traces({"service": ["late-*"]})["traces"]
+    assert item["segments"] == 2
+    fresh = ui.Console(store.path)
+    try:
+        assert fresh.traces({"limit": ["1000"]})["traces"] == answer["traces"]
+    finally:
+        fresh.close()

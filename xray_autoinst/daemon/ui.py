@@ -20,13 +20,16 @@ service map contribution per trace, each refreshed when the trace's ``last_seen`
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -56,6 +59,7 @@ MAP_MAX_TRACES = 10_000  # traces behind one map
 MAP_MAX_NODES = 300  # the busiest nodes of a map; the others are counted, not sent
 HISTOGRAM_BINS = 40
 COLD_BATCH = 200  # more changed traces than this: one scan of the documents table
+FULL_REFRESH_S = 60.0  # read every traces row at least this often (not only the new ones)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -117,33 +121,63 @@ class TraceFilter:
         self.until = _number(params, "until")
         self.node = _text(params, "node")  # a service map node id
 
-    def matches(self, s: dict) -> bool:
-        if self.since is not None and s["start_time"] < self.since:
-            return False
-        if self.until is not None and s["start_time"] > self.until:
-            return False
-        duration = s["duration"]
-        if self.min is not None and (duration is None or duration < self.min):
-            return False
-        if self.max is not None and (duration is None or duration > self.max):
-            return False
-        if self.service is not None and not any(
-            fnmatch.fnmatchcase(name, self.service) for name in s["services"]
-        ):
-            return False
-        if self.status is not None and not store_mod.status_matches(s["status"], self.status):
-            return False
-        if self.mark is not None:
-            if self.mark == "ok":
-                if s["fault"] or s["error"] or s["throttle"]:
-                    return False
-            elif not s[self.mark]:
-                return False
+        self._tests = self._compile()
+
+    def _compile(self) -> list:
+        """The filters as a list of predicates, cheapest first (run over 10,000 summaries)."""
+        tests = []
+        since, until, low, high = self.since, self.until, self.min, self.max
+        if since is not None:
+            tests.append(lambda s: s["start_time"] >= since)
+        if until is not None:
+            tests.append(lambda s: s["start_time"] <= until)
+        if low is not None:
+            tests.append(lambda s: s["duration"] is not None and s["duration"] >= low)
+        if high is not None:
+            tests.append(lambda s: s["duration"] is not None and s["duration"] <= high)
+        if self.mark == "ok":
+            tests.append(lambda s: not (s["fault"] or s["error"] or s["throttle"]))
+        elif self.mark is not None:
+            mark = self.mark
+            tests.append(lambda s: s[mark])
+        if self.status is not None:
+            wanted = self.status
+            tests.append(lambda s: store_mod.status_matches(s["status"], wanted))
+        if self.trace is not None:
+            part = self.trace.lower()
+            tests.append(lambda s: part in s["trace_id"].lower())
         if self.q is not None:
-            text = f"{s.get('method') or ''} {s.get('url') or ''}".lower()
-            if self.q not in text:
+            q = self.q
+            tests.append(lambda s: q in _request_text(s))
+        if self.service is not None:
+            match = re.compile(fnmatch.translate(self.service)).match
+            tests.append(lambda s: any(match(name) for name in s["services"]))
+        return tests
+
+    def matches(self, s: dict) -> bool:
+        for test in self._tests:
+            if not test(s):
                 return False
-        return self.trace is None or self.trace.lower() in s["trace_id"].lower()
+        return True
+
+    def select(self, summaries: list[dict]) -> list[dict]:
+        tests = self._tests
+        if not tests:
+            return list(summaries)
+        if len(tests) == 1:
+            return [s for s in summaries if tests[0](s)]
+        return [s for s in summaries if all(test(s) for test in tests)]
+
+
+def _newest_first(summary: dict) -> float:
+    return -summary["start_time"]
+
+
+def _request_text(s: dict) -> str:
+    text = s.get("_request")
+    if text is None:
+        text = s["_request"] = f"{s.get('method') or ''} {s.get('url') or ''}".lower()
+    return text
 
 
 # -- the console's data ----------------------------------------------------------------------
@@ -156,6 +190,11 @@ class Console:
         self._conn: sqlite3.Connection | None = None
         self._summaries: dict[str, tuple[float, dict]] = {}  # trace_id -> (last_seen, summary)
         self._order: list[dict] = []  # summaries, newest first
+        self._services: list[str] = []  # every service name, sorted
+        self._data_version = None  # the store's PRAGMA data_version at the last refresh
+        self._max_seen: float | None = None  # the largest last_seen read
+        self._last_full = 0.0  # monotonic time of the last reading of every traces row
+        self._memo: dict[tuple, dict] = {}  # answers since the store last changed
         self._contrib: dict[str, tuple[float, tuple]] = {}  # trace_id -> (last_seen, reduced)
         self._totals = views.MapTotals()  # the map of the traces last asked for
         self._in_totals: dict[str, tuple] = {}  # trace_id -> the reduced contribution added
@@ -181,14 +220,35 @@ class Console:
         return self._conn
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
-        """Bring the summary cache up to date with the store (one snapshot)."""
+        """Bring the summary cache up to date with the store (one snapshot).
+
+        A changed store is read from its ``traces`` rows seen since the last refresh
+        (``last_seen``); a count that does not add up (evictions) or a minute gone by reads
+        every row again."""
+        # data_version changes when another connection (the daemon's writer) commits: an idle
+        # store costs one pragma a poll
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        cache = self._summaries
+        full = self._max_seen is None or time.monotonic() - self._last_full > FULL_REFRESH_S
         conn.execute("BEGIN")
         try:
-            rows = conn.execute(
-                "SELECT trace_id, last_seen, start_time, end_time FROM traces"
-            ).fetchall()
-            cache = self._summaries
-            changed = [r for r in rows if (cache.get(r[0]) or (None,))[0] != r[1]]
+            count = conn.execute("SELECT count(*) FROM traces").fetchone()[0]
+            changed = []
+            if not full:
+                rows = conn.execute(
+                    "SELECT trace_id, last_seen, start_time, end_time FROM traces "
+                    "WHERE last_seen >= ?", (self._max_seen,),
+                ).fetchall()
+                changed = [r for r in rows if (cache.get(r[0]) or (None,))[0] != r[1]]
+                new = sum(1 for r in changed if r[0] not in cache)
+                full = len(cache) + new != count
+            if full:
+                rows = conn.execute(
+                    "SELECT trace_id, last_seen, start_time, end_time FROM traces"
+                ).fetchall()
+                changed = [r for r in rows if (cache.get(r[0]) or (None,))[0] != r[1]]
             docs: dict[str, list] = {}
             if len(changed) > COLD_BATCH:
                 for row in conn.execute(
@@ -203,18 +263,54 @@ class Console:
                     ).fetchall()
         finally:
             conn.execute("COMMIT")
+        if rows:
+            top = max(r[1] for r in rows)
+            self._max_seen = top if self._max_seen is None else max(self._max_seen, top)
+        elif self._max_seen is None:
+            self._max_seen = 0.0
+        replaced = []
+        added = []
         for trace_id, last_seen, start, end in changed:
             summary = store_mod.summary_of(trace_id, start, end, docs.get(trace_id) or [])
             if summary is not None:
+                old = cache.get(trace_id)
+                if old is not None:
+                    replaced.append(old[1])
                 cache[trace_id] = (last_seen, summary)
-        if changed or len(cache) != len(rows):
-            live = {r[0] for r in rows}
-            for trace_id in [t for t in cache if t not in live]:
-                del cache[trace_id]
-                self._contrib.pop(trace_id, None)
+                added.append(summary)
+        removed = False
+        if full:
+            self._last_full = time.monotonic()
+            if len(cache) != count:
+                live = {r[0] for r in rows}
+                for trace_id in [t for t in cache if t not in live]:
+                    del cache[trace_id]
+                    self._contrib.pop(trace_id, None)
+                    removed = True
+        if not (added or removed):
+            self._data_version = version
+            return
+        if removed or len(added) > 64:
             self._order = sorted(
                 (v[1] for v in cache.values()), key=lambda s: s["start_time"], reverse=True
             )
+            self._services = sorted({name for s in self._order for name in s["services"]})
+        else:  # a few: out with their old versions, in at their place
+            order = self._order
+            for old in replaced:
+                at = bisect.bisect_left(order, -old["start_time"], key=_newest_first)
+                while at < len(order) and order[at] is not old:
+                    at += 1
+                if at < len(order):
+                    del order[at]
+            names = set(self._services)
+            for summary in added:
+                bisect.insort(order, summary, key=_newest_first)
+                names.update(summary["services"])
+            if len(names) != len(self._services):
+                self._services = sorted(names)
+        self._memo.clear()
+        self._data_version = version
 
     def _sync_totals(self, summaries: list[dict], contribs: list[tuple]) -> dict:
         totals, members = self._totals, self._in_totals
@@ -286,29 +382,43 @@ class Console:
                 count = conn.execute("SELECT count(*) FROM traces").fetchone()[0]
         return {"store": self.store_path, "store_exists": conn is not None, "traces": count}
 
+    def _remember(self, key: tuple, answer: dict) -> dict:
+        if len(self._memo) >= 32:
+            self._memo.clear()
+        self._memo[key] = answer
+        return answer
+
     def traces(self, params: dict) -> dict:
         filt = TraceFilter(params)
         limit = _limit(params, DEFAULT_LIMIT, MAX_LIMIT)
+        key = ("traces", tuple(sorted((k, tuple(v)) for k, v in params.items())))
         with self._lock:
             conn = self._connection()
             if conn is None:
                 return {"store_exists": False, "total": 0, "store_traces": 0, "traces": [],
                         "histogram": _histogram([]), "services": []}
             self._refresh(conn)
-            matching = [s for s in self._order if filt.matches(s)]
-            if filt.node is not None:
-                contribs = self._contributions(conn, matching)
-                matching = [
-                    s for s, (nodes, _) in zip(matching, contribs, strict=True)
-                    if filt.node in nodes
-                ]
-            services = sorted({name for s in self._order for name in s["services"]})
-            store_traces = len(self._order)
+            if key in self._memo:
+                return self._memo[key]
+            return self._remember(key, self._traces(conn, filt, limit))
+
+    def _traces(self, conn, filt: TraceFilter, limit: int) -> dict:
+        matching = filt.select(self._order)
+        if filt.node is not None:
+            contribs = self._contributions(conn, matching)
+            matching = [
+                s for s, (nodes, _) in zip(matching, contribs, strict=True)
+                if filt.node in nodes
+            ]
+        services = self._services
+        store_traces = len(self._order)
         return {
             "store_exists": True,
             "total": len(matching),
             "store_traces": store_traces,
-            "traces": [{k: s.get(k) for k in views.TRACE_JSON_KEYS} for s in matching[:limit]],
+            "traces": [
+                {k: s.get(k) for k in views.TRACE_JSON_KEYS} for s in matching[:limit]
+            ],
             "histogram": _histogram([s["duration"] for s in matching]),
             "services": services[:500],
         }
@@ -323,7 +433,7 @@ class Console:
             if len(matches) != 1:
                 return None
             documents = reader.documents(matches[0])
-        merged = merged_trace(matches[0], documents)
+        merged = merged_trace(matches[0], documents, copy_input=False)  # parsed just now
         merged["documents"] = len(documents)
         return merged
 
@@ -332,11 +442,14 @@ class Console:
         until = _number(params, "until")
         service = _text(params, "service")
         limit = _limit(params, MAP_MAX_TRACES, MAP_MAX_TRACES)
+        key = ("map", since, until, service, limit)
         with self._lock:
             conn = self._connection()
             if conn is None:
                 return {"traces": 0, "nodes": [], "edges": [], "store_exists": False}
             self._refresh(conn)
+            if key in self._memo:
+                return self._memo[key]
             chosen = []
             for s in self._order:
                 if since is not None and s["start_time"] < since:
@@ -350,11 +463,11 @@ class Console:
             # running totals, moved to the traces chosen: the next poll of the same view
             # (a new trace or two, a range that slid by a few seconds) costs what changed
             graph = self._sync_totals(chosen, contribs)
-        if service is not None:
-            graph = views.focus_map(graph, service)
-        graph = _bounded(graph, MAP_MAX_NODES)
-        graph["store_exists"] = True
-        return graph
+            if service is not None:
+                graph = views.focus_map(graph, service)
+            graph = _bounded(graph, MAP_MAX_NODES)
+            graph["store_exists"] = True
+            return self._remember(key, graph)
 
 
 def _bounded(graph: dict, most: int) -> dict:

@@ -95,14 +95,20 @@ export function drawMap(graph, onNode) {
   for (const e of graph.edges) {
     const a = pos.get(e.source), b = pos.get(e.target);
     if (!a || !b) continue;
-    const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
-    const x1 = a.x + (dx / len) * radius(e.source), y1 = a.y + (dy / len) * radius(e.source);
-    const x2 = b.x - (dx / len) * radius(e.target), y2 = b.y - (dy / len) * radius(e.target);
+    // an edge that skips a column, or stays in one, bends around the nodes between
+    const skips = Math.abs(b.x - a.x) > COL_W * 1.5 || Math.abs(b.x - a.x) < 1;
+    const dx0 = b.x - a.x, dy0 = b.y - a.y, len0 = Math.hypot(dx0, dy0) || 1;
+    const bend = skips ? Math.min(90, len0 / 3) : 0;
+    const cx = (a.x + b.x) / 2 + (dy0 / len0) * bend, cy = (a.y + b.y) / 2 - (dx0 / len0) * bend;
+    const ux1 = cx - a.x, uy1 = cy - a.y, l1 = Math.hypot(ux1, uy1) || 1;
+    const ux2 = b.x - cx, uy2 = b.y - cy, l2 = Math.hypot(ux2, uy2) || 1;
+    const x1 = a.x + (ux1 / l1) * radius(e.source), y1 = a.y + (uy1 / l1) * radius(e.source);
+    const x2 = b.x - (ux2 / l2) * radius(e.target), y2 = b.y - (uy2 / l2) * radius(e.target);
     const cls = "edge" + (e.fault_rate ? " fault" : e.error_rate ? " error" : "");
-    const mx = x1 + (x2 - x1) * 0.55, my = y1 + (y2 - y1) * 0.55;
+    const mx = 0.25 * x1 + 0.5 * cx + 0.25 * x2, my = 0.25 * y1 + 0.5 * cy + 0.25 * y2;
     const lines = statsLines(e);
     edgeLayer.appendChild(s("g", { class: cls, "data-source": e.source, "data-target": e.target },
-      s("path", { d: `M ${x1} ${y1} L ${x2} ${y2}`, "marker-end": "url(#arrow)" }),
+      s("path", { d: `M ${x1} ${y1} Q ${cx} ${cy} ${x2} ${y2}`, "marker-end": "url(#arrow)" }),
       s("text", { x: mx, y: my - 6 - (lines.length - 1) * 13, class: "edge-label" },
         lines.map((t, i) => s("tspan", { x: mx, dy: i ? 13 : 0, text: t }))),
       s("title", { text: `${e.source} → ${e.target}: ${lines.join(", ")} (as the caller saw it)` })));

@@ -151,8 +151,8 @@ export async function showTrace(root, traceId) {
   const panel = h("aside", { class: "details", id: "details" },
     h("p", { class: "muted", text: "Click a row to see its details." }));
   const axis = h("div", { class: "axis-row" });
-  for (let i = 0; i <= 4; i++) {
-    axis.appendChild(h("span", { class: "tick", style: { left: (i * 25) + "%" }, text: fmtDuration((total * i) / 4) }));
+  for (let i = 0; i <= 2; i++) {
+    axis.appendChild(h("span", { class: "tick", style: { left: (i * 50) + "%" }, text: fmtDuration((total * i) / 2) }));
   }
   const body = h("div", { class: "rows", id: "timeline-rows", role: "tree" });
   let selected = null;
