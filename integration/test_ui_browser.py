@@ -397,6 +397,31 @@ def test_the_xss_corpus_is_inert(world, browser):
     assert status == 200
 
 
+def test_a_3000_subsegment_trace_opens_and_answers(world, browser):
+    """A batch job's trace: 3,000 streamed subsegments, all drawn; a click still answers."""
+    now = time.time()
+    trace_id = "1-%08x-%s" % (int(now), "b" * 24)
+    world.send_document({"trace_id": trace_id, "id": "b" * 16, "name": "batch",
+                         "start_time": now - 3, "end_time": now})
+    for i in range(3000):
+        world.send_document({"type": "subsegment", "trace_id": trace_id, "id": f"{i:016x}",
+                             "parent_id": "b" * 16, "name": "orders@db", "namespace": "remote",
+                             "start_time": now - 3 + i * 0.001, "end_time": now - 3 + i * 0.001
+                             + 0.0008, "sql": {"sanitized_query": f"SELECT {i}"}})
+    wait_until(lambda: world.api(f"/api/traces?trace={trace_id}")["traces"][0]["documents"]
+               == 3001 if world.api(f"/api/traces?trace={trace_id}")["total"] else False,
+               timeout=WAIT, what="the 3,001 documents stored")
+    browser.get(world.url + "#/trace/" + trace_id)
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelectorAll('#timeline-rows .row').length") == 3001,
+        "every row drawn")
+    last = css(browser, "#timeline-rows .row")[-1]
+    browser.execute_script("arguments[0].scrollIntoView()", last)
+    last.click()
+    assert wait_for(browser, lambda d: css(d, "#d-sql-query"), "its details")[0].text == \
+        "SELECT 2999"
+
+
 def test_refuses_foreign_hosts_and_writes(world):
     status, body = _get(world.ui_port, "/api/traces", {"Host": "evil.example:80"})
     assert status == 403

@@ -34,11 +34,28 @@ export function layout(graph) {
     columns.get(d).push(n);
   }
   const pos = new Map();
+  const rowOf = new Map();
+  const callers = new Map();
+  for (const e of graph.edges) {
+    if (!callers.has(e.target)) callers.set(e.target, []);
+    callers.get(e.target).push(e.source);
+  }
   let rows = 1;
-  for (const [d, nodes] of columns) {
-    nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  // column by column from the left: each node near the mean row of its callers (fewer
+  // crossings), then by name
+  for (const d of [...columns.keys()].sort((a, b) => a - b)) {
+    const nodes = columns.get(d);
+    const weight = (n) => {
+      const rs = (callers.get(n.id) || []).filter((c) => rowOf.has(c)).map((c) => rowOf.get(c));
+      return rs.length ? rs.reduce((a, b) => a + b, 0) / rs.length : Infinity;
+    };
+    nodes.sort((a, b) => weight(a) - weight(b) || byName(a, b));
     rows = Math.max(rows, nodes.length);
-    nodes.forEach((n, i) => pos.set(n.id, { x: MARGIN_X + d * COL_W, y: MARGIN_Y + i * ROW_H }));
+    nodes.forEach((n, i) => {
+      rowOf.set(n.id, i);
+      pos.set(n.id, { x: MARGIN_X + d * COL_W, y: MARGIN_Y + i * ROW_H });
+    });
   }
   const cols = Math.max(...[...columns.keys()], 0) + 1;
   return { pos, width: MARGIN_X * 2 + (cols - 1) * COL_W + 120, height: MARGIN_Y + rows * ROW_H };
