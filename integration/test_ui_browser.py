@@ -397,6 +397,26 @@ def test_the_xss_corpus_is_inert(world, browser):
     assert status == 200
 
 
+def test_a_trace_in_progress_is_redrawn_when_it_completes(world, browser):
+    now = time.time()
+    trace_id = "1-%08x-%s" % (int(now), "c" * 24)
+    doc = {"trace_id": trace_id, "id": "c" * 16, "name": "slow-job", "start_time": now - 1,
+           "in_progress": True}
+    world.send_document(doc)
+    wait_until(lambda: world.api(f"/api/traces?trace={trace_id}")["total"], what="stored")
+    browser.get(world.url + "#/trace/" + trace_id)
+    wait_for(browser, lambda d: css(d, "#timeline-rows .row .bar.in-progress"), "in progress")
+    css(browser, "#timeline-rows .row")[0].click()
+    done = {k: v for k, v in doc.items() if k != "in_progress"}
+    done.update(end_time=now, annotations={"finished": True})
+    world.send_document(done)
+    wait_for(browser, lambda d: d.execute_script(
+        "const b = document.querySelector('#timeline-rows .row .bar');"
+        "return b && !b.classList.contains('in-progress')"), "the completed trace, no reload")
+    # the selected row stays selected, its details follow
+    assert "finished" in wait_for(browser, lambda d: css(d, "#d-annotations"), "details")[0].text
+
+
 def test_a_3000_subsegment_trace_opens_and_answers(world, browser):
     """A batch job's trace: 3,000 streamed subsegments, all drawn; a click still answers."""
     now = time.time()

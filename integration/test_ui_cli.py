@@ -87,6 +87,9 @@ def test_xray_run_local_ui_starts_a_daemon_with_its_console(home):
                            capture_output=True, text=True, timeout=60)
     assert again.stderr.startswith("xray-autoinst: local daemon (pid ")
     assert f"console on {match.group(1)}" in again.stderr
+    status = subprocess.run([XRAY_AUTOINST, "daemon", "--status"], env=home,
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(status.stdout)["ui"] == match.group(1)
     bad = subprocess.run(xray_run("--ui", sys.executable, "-c", "pass"), env=home,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--ui goes with --local" in bad.stderr

@@ -198,6 +198,8 @@ def test_http_api_and_headers(server):
     assert resp.status == 400 and "limit" in json.loads(body)["error"]
     resp, body = request(server, "/api/traces?" + "q=" + "x" * 5000)
     assert resp.status == 400
+    resp, body = request(server, "/api/traces?" + "&".join(f"a{i}=1" for i in range(60)))
+    assert resp.status == 400 and "parameters" in json.loads(body)["error"]
 
 
 def test_http_serves_the_page_and_its_modules_only(server):

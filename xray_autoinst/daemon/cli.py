@@ -304,6 +304,8 @@ def _status(store: str) -> int:
     if state != "ours":
         sys.stderr.write(f"xray-autoinst: daemon pid {info['pid']} does not answer on {tcp}\n")
         return 1
+    if info.get("ui"):
+        status["ui"] = info["ui"]  # the browser console (daemon --ui)
     sys.stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 

@@ -585,7 +585,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if len(parts.query) > MAX_QUERY:
             raise BadRequest(f"query string: at most {MAX_QUERY} characters")
-        params = parse_qs(parts.query, keep_blank_values=False, max_num_fields=50)
+        try:
+            params = parse_qs(parts.query, keep_blank_values=False, max_num_fields=50)
+        except ValueError:
+            raise BadRequest("query string: at most 50 parameters") from None
         path = parts.path
         console: Console = self.server.console
         if path in ("/", "/index.html"):

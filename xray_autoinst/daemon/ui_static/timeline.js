@@ -136,14 +136,36 @@ function details(panel, entity) {
   if (Object.keys(rest).length) panel.appendChild(section("Other fields", "d-other", value(rest)));
 }
 
+const POLL_MS = 3000;
+
+// A trace with parts still in progress (or subsegments waiting for their parent) is fetched
+// again every few seconds and redrawn when it changed, keeping the selected row.
 export async function showTrace(root, traceId) {
-  const trace = await getJSON("/api/traces/" + encodeURIComponent(traceId));
+  let stopped = false, timer = null, last = "", selectedId = null;
+  const container = h("div", { id: "trace-view" });
+  root.appendChild(container);
+  async function load() {
+    const trace = await getJSON("/api/traces/" + encodeURIComponent(traceId));
+    if (stopped) return;
+    const body = JSON.stringify(trace);
+    let live = false;
+    if (body !== last) {
+      last = body;
+      clear(container);
+      live = drawTrace(container, trace, selectedId, (id) => { selectedId = id; });
+    } else live = true;
+    if (live && !stopped) timer = setTimeout(() => load().catch(() => {}), POLL_MS);
+  }
+  await load();
+  return { stop() { stopped = true; clearTimeout(timer); } };
+}
+
+function drawTrace(root, trace, selectedId, onSelect) {
   const rows = displayRows(trace);
   const t0 = trace.start_time ?? 0;
   let t1 = trace.end_time ?? t0;
   for (const { entity } of rows) if (typeof entity.start_time === "number") t1 = Math.max(t1, entity.start_time);
   const total = Math.max(t1 - t0, 1e-6);
-  const now = Date.now() / 1000;
   const segs = (trace.segments || []).length;
   const rootEntity = rows.length ? rows[0].entity : {};
   const services = [...new Set((trace.segments || []).map((x) => x.name))];
@@ -155,7 +177,7 @@ export async function showTrace(root, traceId) {
     axis.appendChild(h("span", { class: "tick", style: { left: (i * 50) + "%" }, text: fmtDuration((total * i) / 2) }));
   }
   const body = h("div", { class: "rows", id: "timeline-rows", role: "tree" });
-  let selected = null;
+  let selected = null, toSelect = null;
   const frag = document.createDocumentFragment();
   rows.forEach(({ entity, depth, segment, service }, index) => {
     const start = typeof entity.start_time === "number" ? entity.start_time : t0;
@@ -197,7 +219,9 @@ export async function showTrace(root, traceId) {
       selected = row;
       row.classList.add("selected");
       details(panel, entity);
+      onSelect(entity.id);
     }
+    if (selectedId && entity.id === selectedId) toSelect = select;
     frag.appendChild(row);
   });
   body.appendChild(frag);
@@ -211,7 +235,7 @@ export async function showTrace(root, traceId) {
       h("span", { text: `${segs} segment${segs === 1 ? "" : "s"}, ${rows.length} rows` }), " · ",
       h("span", { text: "services: " + services.join(", ") }),
       (trace.orphans || []).length ? h("span", { class: "muted", text: ` · ${(trace.orphans || []).length} subsegments whose parent has not arrived` }) : null,
-      now - t1 < 60 && rows.some((r) => r.entity.in_progress) ? h("span", { class: "badge in-progress", text: "in progress" }) : null),
+      rows.some((r) => r.entity.in_progress === true) ? h("span", { class: "badge in-progress", text: "in progress" }) : null),
     h("p", {}, h("a", { href: "#/traces", text: "← all traces" })));
   root.appendChild(h("section", { class: "trace" }, header,
     h("div", { class: "timeline-wrap" },
@@ -221,5 +245,6 @@ export async function showTrace(root, traceId) {
           h("div", { class: "status", text: "Status" }), h("div", { class: "marks", text: "Marks" })),
         body),
       panel)));
-  return { stop() {} };
+  if (toSelect) toSelect();
+  return rows.some((r) => r.entity.in_progress === true || endOf(r.entity) === null || r.entity.__orphan);
 }
