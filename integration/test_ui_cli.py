@@ -93,3 +93,39 @@ def test_xray_run_local_ui_starts_a_daemon_with_its_console(home):
     bad = subprocess.run(xray_run("--ui", sys.executable, "-c", "pass"), env=home,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--ui goes with --local" in bad.stderr
+
+
+def _answers(url) -> bool:
+    try:
+        get_json(url + "api/status")
+        return True
+    except OSError:
+        return False
+
+
+def test_the_daemons_console_is_its_child_and_ends_with_it(tmp_path):
+    """``daemon --ui`` runs the console as a child process (its reading of the store never takes
+    the daemon's CPU); it ends when the daemon stops, and when the daemon is killed."""
+    import os
+
+    from daemon_testing import wait_until
+
+    env = base_env()
+    store = tmp_path / "traces.db"
+    for how in ("stop", "kill"):
+        listen = f"127.0.0.1:{free_udp_tcp_port()}"
+        started = subprocess.run(
+            [XRAY_AUTOINST, "daemon", "--detach", "--listen", listen, "--store", str(store),
+             "--ui", "--ui-port", "0"], env=env, capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        url = re.search(r"console on (http://\S+)$", started.stderr.strip()).group(1)
+        assert _answers(url)
+        info = json.loads(Path(f"{store}.pid").read_text())
+        assert info["ui"] == url
+        if how == "stop":
+            subprocess.run([XRAY_AUTOINST, "daemon", "--stop", "--store", str(store)], env=env,
+                           capture_output=True, timeout=60)
+        else:
+            os.kill(info["pid"], signal.SIGKILL)
+        wait_until(lambda url=url: not _answers(url), timeout=20, what=f"the console gone ({how})")
+        Path(f"{store}.pid").unlink(missing_ok=True)

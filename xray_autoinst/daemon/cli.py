@@ -347,33 +347,70 @@ def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None,
             "store": settings.store, "started": daemon.started,
         },
     )
-    ui_server = None
-    if ui is not None:
-        from xray_autoinst.daemon import ui as ui_mod
-
-        try:
-            # default: the port after the daemon's TCP port (2001 beside 2000), else a free one
-            port = ui if ui >= 0 else (settings.tcp[1] + 1 if 0 < settings.tcp[1] < 65535 else 0)
-            ui_server = ui_mod.make_server(settings.store, "127.0.0.1", port, fallback=ui < 0)
-        except OSError as exc:
-            log.error("cannot serve the console: %s", exc.strerror or exc)
-        else:
-            ui_mod.serve_in_thread(ui_server)
-            log.info("console on %s", ui_server.url)
-            info = _read_pid_file(pid_path) or {}
-            info["ui"] = ui_server.url
-            _write_pid_file(pid_path, info)
-    report(f"ok {os.getpid()}" + (f" {ui_server.url}" if ui_server is not None else ""))
+    console = _start_console(settings, ui, pid_path) if ui is not None else None
+    report(f"ok {os.getpid()}" + (f" {console[1]}" if console is not None else ""))
     try:
         daemon.run(stop)
     finally:
-        if ui_server is not None:
-            ui_server.shutdown()
-            ui_server.server_close()
-            ui_server.console.close()
+        if console is not None:
+            _stop_console(console[0])
         daemon.shutdown()
         _remove_pid_file(pid_path)
     return 0
+
+
+def _start_console(settings, ui: int, pid_path: str):
+    """``daemon --ui``: the console as a child process (``xray-autoinst ui``), so that its
+    reading of the store never takes the daemon's CPU; (process, url) or None."""
+    import subprocess
+
+    # default: the port after the daemon's TCP port (2001 beside 2000), else a free one
+    port = ui if ui >= 0 else (settings.tcp[1] + 1 if 0 < settings.tcp[1] < 65535 else 0)
+    argv = [sys.executable, "-m", "xray_autoinst.daemon", "ui", "--store", settings.store,
+            "--port", str(port), "--exit-with-parent"]
+    if ui < 0:
+        argv.append("--any-port-if-busy")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+    except OSError as exc:
+        log.error("cannot start the console: %s", exc)
+        return None
+    match = None
+    for _ in range(5):  # its first lines: a note or two, then where it listens
+        line = proc.stderr.readline().strip()
+        match = re.search(r"console of .* on (http://\S+) ", line)
+        if match is not None or not line:
+            break
+    if match is None:
+        log.error("the console did not start: %s", line or f"exit status {proc.wait()}")
+        _stop_console(proc)
+        return None
+
+    def relay():  # what the console says later goes to the daemon's log
+        for text in proc.stderr:
+            if text.strip():
+                log.warning("console: %s", text.strip())
+
+    threading.Thread(target=relay, name="xray-autoinst-ui-log", daemon=True).start()
+    url = match.group(1)
+    log.info("console on %s (pid %d)", url, proc.pid)
+    info = _read_pid_file(pid_path) or {}
+    info["ui"] = url
+    _write_pid_file(pid_path, info)
+    return proc, url
+
+
+def _stop_console(proc) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _start_error(exc: BaseException) -> str:
@@ -712,6 +749,9 @@ def ui_main(argv: list[str], environ=None) -> int:
         help="address to listen on (default: 127.0.0.1). Anything else than loopback lets "
         "others on the network read your traces.",
     )
+    # for daemon --ui, which runs the console as its child
+    p.add_argument("--any-port-if-busy", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.port is not None and not 0 <= args.port <= 65535:
         p.error(f"--port {args.port}: 0 to 65535")
@@ -739,8 +779,10 @@ def ui_main(argv: list[str], environ=None) -> int:
         sys.stderr.flush()
 
     port = ui.DEFAULT_PORT if args.port is None else args.port
+    parent = os.getppid() if args.exit_with_parent else None
     try:
-        return ui.run(store, args.bind, port, stop, announce)
+        return ui.run(store, args.bind, port, stop, announce,
+                      fallback=args.any_port_if_busy or args.port is None, parent=parent)
     except OSError as exc:
         sys.stderr.write(
             f"xray-autoinst ui: cannot listen on {args.bind}:{port}: {exc.strerror or exc}\n"

@@ -686,16 +686,18 @@ def serve_in_thread(server: ConsoleServer, *, warm: bool = True) -> threading.Th
 
 
 def run(store_path: str, host: str, port: int, stop: threading.Event | None = None,
-        announce=None) -> int:
-    """Serve until ``stop`` is set (or forever); ``announce(url)`` once listening."""
-    server = make_server(store_path, host, port, fallback=port == DEFAULT_PORT)
+        announce=None, *, fallback: bool = False, parent: int | None = None) -> int:
+    """Serve until ``stop`` is set (or forever, or until the process ``parent`` is no longer
+    this one's parent); ``announce(url)`` once listening."""
+    server = make_server(store_path, host, port, fallback=fallback)
     if announce is not None:
         announce(server.url)
     stop = stop or threading.Event()
     thread = serve_in_thread(server)
     try:
         while not stop.wait(0.5):
-            pass
+            if parent is not None and os.getppid() != parent:
+                break
     finally:
         server.shutdown()
         server.server_close()
