@@ -1,4 +1,4 @@
-"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map, lambda-layer."""
+"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map, ui, lambda-layer."""
 
 import sys
 
@@ -11,6 +11,7 @@ commands:
   traces [...]                 list stored traces
   trace TRACE_ID               show one trace as a timeline
   map                          show the service map of stored traces
+  ui [--port N] [--bind HOST]  the X-Ray console in the browser (traces, timeline, map)
   lambda-layer -o LAYER.zip    build an AWS Lambda layer (exec wrapper /opt/xray-run)
 """
 
@@ -19,6 +20,7 @@ _DAEMON_COMMANDS = {
     "traces": "main_traces",
     "trace": "main_trace",
     "map": "main_map",
+    "ui": "main_ui",
 }
 
 
