@@ -381,12 +381,21 @@ def main(argv=None) -> int:
     p.add_argument("--wait-quiet", type=float, default=0, metavar="FRACTION",
                    help="before each section, wait (at most 10 min) until the other processes "
                         "on the machine use at most FRACTION of its CPU (e.g. 0.1)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="override the rounds of the per-request, per-call and end-to-end sections")
+    p.add_argument("--e2e-seconds", type=float, default=None,
+                   help="override the load duration of each end-to-end run")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {sorted(unknown)}")
-    cfg = QUICK if args.quick else FULL
+    cfg = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
+    for key in ("request", "call", "e2e"):
+        if args.rounds:
+            cfg[key]["rounds"] = args.rounds
+    if args.e2e_seconds:
+        cfg["e2e"]["seconds"] = args.e2e_seconds
     started = time.time()
     args.out = os.path.abspath(args.out)
     if args.markdown:
