@@ -6,9 +6,10 @@ with the variants interleaved. Runs inside the virtualenv of the tracer it measu
 
 A batch is one coroutine awaiting the application ``n`` times, one request after the other, run
 on an asyncio event loop (the loop's own cost is paid once per batch, not per request). Each
-request gets a fresh scope, as a server builds one per request. The figures per request are
-those of ``wsgi_worker.py``: ``wall``, ``thread`` (request-thread CPU) and ``cpu`` (process CPU
-of every thread, plus flushing what the tracer queued).
+request gets a fresh scope, as a server builds one per request. Variants named ``task-...`` run
+each request in a task of its own instead, as servers do (a task has its own context). The
+figures per request are those of ``wsgi_worker.py``: ``wall``, ``thread`` (request-thread CPU)
+and ``cpu`` (process CPU of every thread, plus flushing what the tracer queued).
 """
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ def serve(app, n, loop):
         receive, send = _receive, _send
         for _ in range(n):
             await app(template.copy(), receive, send)
+
+    loop.run_until_complete(batch())
+
+
+def serve_tasks(app, n, loop):
+    """The same, each request in a task of its own (its own context), as servers run them."""
+
+    async def batch():
+        template = SCOPE
+        receive, send = _receive, _send
+        task = loop.create_task
+        for _ in range(n):
+            await task(app(template.copy(), receive, send))
 
     loop.run_until_complete(batch())
 
@@ -170,7 +184,9 @@ BUILDERS = {"xray": _xray, "otel": _otel, "ddtrace": _ddtrace}
 
 
 def build(variant, daemon):
-    """``bare`` or ``<tracer>[-sampled|-unsampled]``."""
+    """``[task-]bare`` or ``[task-]<tracer>[-sampled|-unsampled]`` (``task-``: a task per
+    request)."""
+    variant = variant.removeprefix("task-")
     if variant == "bare":
         return bare_app, _noop
     tracer, _, mode = variant.partition("-")
@@ -204,12 +220,13 @@ def main(spec) -> dict:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     apps = {v: build(v, daemon) for v in variants}
+    runner = {v: serve_tasks if v.startswith("task-") else serve for v in variants}
     sizes = {}
     for v, (app, flush) in apps.items():
         check(app, loop)
-        serve(app, 50, loop)
+        runner[v](app, 50, loop)
         flush()
-        sizes[v] = calibrate(lambda n, app=app: serve(app, n, loop), target)
+        sizes[v] = calibrate(lambda n, app=app, v=v: runner[v](app, n, loop), target)
         flush()
     out = {v: {"wall": [], "thread": [], "cpu": [], "batch": sizes[v]} for v in variants}
     pt, tt, pc = time.process_time, time.thread_time, time.perf_counter
@@ -219,7 +236,7 @@ def main(spec) -> dict:
             n = sizes[v]
             gc.collect()
             c0, t0, w0 = pt(), tt(), pc()
-            serve(app, n, loop)
+            runner[v](app, n, loop)
             w1, t1 = pc(), tt()
             flush()
             c1 = pt()

@@ -188,6 +188,17 @@ def run(venv, rounds: int, seconds: float, log=print, server="gunicorn") -> dict
             served = sum(x["served_including_warmup"] for x in runs[v])
             got = sum((x["sink"] or {}).get("datagrams", 0) for x in runs[v])
             row["documents_per_request"] = got / served if served else None
+            # the rate a saturated server would keep, from its CPU per request: the load
+            # generator may not saturate it, then the requests/s ratio is the client's
+            pairs = [(a["server_cpu_us_per_request"], b["server_cpu_us_per_request"])
+                     for a, b in zip(runs[v], runs["bare"], strict=False)
+                     if "server_cpu_us_per_request" in a and "server_cpu_us_per_request" in b]
+            if pairs:
+                row["cpu_capacity_ratio"] = summary([b / a for a, b in pairs if a > 0])
+            # the server's busy fraction of one core during the load: < 1 means unsaturated
+            row["server_busy"] = summary([x["rps"] * x["server_cpu_us_per_request"] / 1e6
+                                          for x in runs[v] if "server_cpu_us_per_request" in x]
+                                         or [0])
             # CPU time per request the agent adds on the server's core, from the rates
             row["added_us_per_request"] = summary([
                 (1e6 / a["rps"] - 1e6 / b["rps"]) for a, b in

@@ -44,6 +44,8 @@ ASGI_PLAN = [
     ("xray-autoinst", ["bare", "xray-sampled", "xray-unsampled"]),
     ("opentelemetry", ["bare", "otel-sampled", "otel-unsampled"]),
     ("ddtrace", ["bare", "ddtrace-sampled"]),
+    # as a server runs requests: one task (and context) each; the bare baseline pays the task
+    ("xray-autoinst", ["task-bare", "task-xray-sampled", "task-xray-unsampled"]),
 ]
 ASGI_LABELS = {
     "bare": "bare ASGI app",
@@ -52,6 +54,9 @@ ASGI_LABELS = {
     "otel-sampled": "OpenTelemetry ASGI OpenTelemetryMiddleware, sampled",
     "otel-unsampled": "OpenTelemetry ASGI OpenTelemetryMiddleware, unsampled (ALWAYS_OFF)",
     "ddtrace-sampled": "ddtrace ASGI TraceMiddleware",
+    "task-bare": "bare ASGI app, a task per request",
+    "task-xray-sampled": "xray-autoinst, sampled, a task per request",
+    "task-xray-unsampled": "xray-autoinst, unsampled, a task per request",
 }
 
 
@@ -89,7 +94,7 @@ def run(venvs: dict, rounds: int, batches: int, target_s: float, log=print, plan
                    "batch_size": recs[0]["batch"]}
             for key in ("wall", "thread", "cpu"):
                 row[key + "_us"] = summary([x for rec in recs for x in rec[key]])
-            base = "flask-bare" if v.startswith("flask-") else "bare"
+            base = next((p + "bare" for p in ("flask-", "task-") if v.startswith(p)), "bare")
             if v != base:
                 if (idx, base) in raw:  # same process: differences of interleaved batches
                     brecs = raw[(idx, base)]

@@ -232,6 +232,8 @@ def render(results) -> str:
                          "%.3f" % r["ratio"]["median"] if "ratio" in r else "-",
                          med(r.get("added_us_per_request"), 0, True),
                          fmt(r.get("server_cpu_us_per_request"), 0),
+                         "%.3f" % r["cpu_capacity_ratio"]["median"]
+                         if r.get("cpu_capacity_ratio") else "-",
                          med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
                          "%.3f" % r["documents_per_request"]
                          if r.get("documents_per_request") is not None else "-"])
@@ -246,8 +248,11 @@ def render(results) -> str:
             f"server and load generator pinned apart: {data['pinned']}\n\n"
             + table(["variant", "requests/s", "ratio to bare",
                      "µs added per request (1/rate, one server core)",
-                     "server CPU µs per request", "p50 ms", "p99 ms",
-                     "documents received per request"], rows))
+                     "server CPU µs per request", "capacity ratio (bare CPU ÷ CPU)",
+                     "p50 ms", "p99 ms", "documents received per request"], rows)
+            + "\n\nThe capacity ratio is the rate a saturated server would keep relative to "
+              "bare, from its CPU per request; the requests/s ratio is the load generator's "
+              "when it cannot saturate the server.")
     for name, data in sec.items():
         if isinstance(data, dict) and "error" in data and name not in (
                 "daemon", "outbound_http", "sql"):
@@ -265,7 +270,7 @@ def render(results) -> str:
 
 def _times_ours(row, ours) -> str:
     """``row``'s overhead as a multiple of this agent's at the same sampling."""
-    if row["variant"].startswith("xray-") or "wall_overhead_us" not in row:
+    if "xray-" in row["variant"] or "wall_overhead_us" not in row:
         return "-"
     mine = ours.get("unsampled" if row["variant"].endswith("unsampled") else "sampled")
     if not mine or mine["wall_overhead_us"]["median"] <= 0:
@@ -352,6 +357,9 @@ def targets(sec) -> list:
         r = rows.get(variant)
         add(f"uvicorn under {variant}: requests/s >= {limit:g} x bare",
             r and "ratio" in r and r["ratio"]["median"], lambda v, lim=limit: v >= lim, "x bare")
+        add(f"uvicorn under {variant}: capacity (from server CPU) >= {limit:g} x bare",
+            r and r.get("cpu_capacity_ratio") and r["cpu_capacity_ratio"]["median"],
+            lambda v, lim=limit: v >= lim, "x bare")
     calls = {(r["case"], r["mode"]): r for r in sec.get("per_call", {}).get("rows", [])}
     for case, limit, what in (("sqlite3", 3.0, "SQL subsegment (sqlite3)"),
                               ("psycopg", 3.0, "SQL subsegment (psycopg)"),
