@@ -478,6 +478,13 @@ DOCS = (
     (SERVICE_VERSION, "unset", "The application's version, recorded as service.version."),
     (RESOURCE_DETECTION, "true", "Detect where the service runs (Elastic Beanstalk, EKS, ECS, "
      "EC2) in the background and record origin and aws.* on segments; false: don't."),
+    (ECS_METADATA_URI, "set by ECS", "Read by the detection: ECS's task metadata endpoint."),
+    (K8S_HOST, "set by Kubernetes", "Read by the detection (with KUBERNETES_SERVICE_PORT): a pod."),
+    (IMDS_ENDPOINT, "http://169.254.169.254", "Internal, for the agent's tests: the EC2 instance "
+     "metadata endpoint."),
+    (RESOURCE_ROOT, "/", "Internal, for the agent's tests: where /sys, /proc and /var are read."),
+    (K8S_API, "https://KUBERNETES_SERVICE_HOST:PORT", "Internal, for the agent's tests: the "
+     "Kubernetes API."),
     (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
     (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
     (AWS_CONTEXT_MISSING, "unset", "Standard SDK values: RUNTIME_ERROR/LOG_ERROR = log, "
