@@ -32,6 +32,10 @@ from benchlib import ROOT  # noqa: E402
 
 SECTIONS = ("startup", "per_request", "per_request_asgi", "per_call", "emission", "daemon",
             "outbound_http", "sql", "e2e", "e2e_asgi")
+# the integrations' own scripts (bench/bench_<name>.py), run as their authors wrote them; in
+# --quick mode only when named with --sections (CI's smoke run stays short)
+EXTERNAL = ("http_async", "redis_mysql", "async_db", "queues", "lambda", "ui")
+ALL_SECTIONS = SECTIONS + EXTERNAL
 PEERS = ("aws-xray-sdk", "opentelemetry", "ddtrace")
 
 FULL = {
@@ -219,7 +223,8 @@ def render(results) -> str:
     if "daemon" in sec:
         parts.append("### Local daemon (bench/bench_daemon.py)\n\n" + _external(sec["daemon"]))
     for name, title in (("outbound_http", "Outbound HTTP (bench/bench_outbound_http.py)"),
-                        ("sql", "SQL (bench/bench_sql.py)")):
+                        ("sql", "SQL (bench/bench_sql.py)"),
+                        *((n, f"{n} (bench/{external.SCRIPTS[n]})") for n in EXTERNAL)):
         if name in sec:
             parts.append(f"### {title}\n\n" + _external(sec[name]))
     for name in ("e2e", "e2e_asgi"):
@@ -255,7 +260,7 @@ def render(results) -> str:
               "when it cannot saturate the server.")
     for name, data in sec.items():
         if isinstance(data, dict) and "error" in data and name not in (
-                "daemon", "outbound_http", "sql"):
+                "daemon", "outbound_http", "sql", *EXTERNAL):
             parts.append(f"### {name}: FAILED\n\n```\n{data['error'][-2000:]}\n```")
     if results.get("versions"):
         rows = [[name, ", ".join(f"{d} {v}" for d, v in vers.items())]
@@ -382,8 +387,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="this agent's own benchmarks only, briefly; builds no virtualenv")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help="comma-separated subset of: " + ", ".join(SECTIONS))
+    p.add_argument("--sections", default=None,
+                   help="comma-separated subset of: " + ", ".join(ALL_SECTIONS)
+                   + " (default: all; with --quick, all but " + ", ".join(EXTERNAL) + ")")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench", "results.json"))
     p.add_argument("--markdown", default=None, help="default: --out with .md")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="FRACTION",
@@ -394,8 +400,10 @@ def main(argv=None) -> int:
     p.add_argument("--e2e-seconds", type=float, default=None,
                    help="override the load duration of each end-to-end run")
     args = p.parse_args(argv)
+    if args.sections is None:
+        args.sections = ",".join(SECTIONS if args.quick else ALL_SECTIONS)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
         p.error(f"unknown sections: {sorted(unknown)}")
     cfg = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
@@ -470,7 +478,7 @@ def main(argv=None) -> int:
     attempt("per_call", lambda: percall.run(call_venvs, startup.launcher_environ(ours), modes,
                                             log=log, **cfg["call"]))
     attempt("emission", lambda: emission.run(ours, log=log, **cfg["emission"]))
-    for name in ("daemon", "outbound_http", "sql"):
+    for name in ("daemon", "outbound_http", "sql", *EXTERNAL):
         attempt(name, lambda name=name: external.run(name, args.quick, log))
     attempt("e2e", lambda: e2e.run(ours, log=log, **cfg["e2e"]))
     attempt("e2e_asgi", lambda: e2e.run_asgi(ours, log=log, **cfg["e2e"]))
@@ -487,7 +495,7 @@ def main(argv=None) -> int:
         f.write(text)
     log(f"wrote {args.out} and {md} ({results['meta']['seconds']:.0f} s)")
     failed = [n for n, d in sec.items() if isinstance(d, dict) and (
-        "error" in d and n not in ("daemon", "outbound_http", "sql")
+        "error" in d and n not in ("daemon", "outbound_http", "sql", *EXTERNAL)
         or d.get("returncode"))]
     return 1 if failed else 0
 
