@@ -21,6 +21,7 @@ SCRIPTS = {
     "queues": "bench_queues.py",
     "lambda": "bench_lambda.py",
     "ui": "bench_ui.py",
+    "logs": "bench_logs.py",
 }
 
 

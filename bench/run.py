@@ -34,7 +34,7 @@ SECTIONS = ("startup", "per_request", "per_request_asgi", "per_call", "emission"
             "outbound_http", "sql", "e2e", "e2e_asgi")
 # the integrations' own scripts (bench/bench_<name>.py), run as their authors wrote them; in
 # --quick mode only when named with --sections (CI's smoke run stays short)
-EXTERNAL = ("http_async", "redis_mysql", "async_db", "queues", "lambda", "ui")
+EXTERNAL = ("http_async", "redis_mysql", "async_db", "queues", "lambda", "ui", "logs")
 ALL_SECTIONS = SECTIONS + EXTERNAL
 PEERS = ("aws-xray-sdk", "opentelemetry", "ddtrace")
 
