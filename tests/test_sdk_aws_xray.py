@@ -437,8 +437,8 @@ def test_patch_skips_libraries_the_agent_traces(bridge):
 @pytest.mark.parametrize("module,integration", [
     ("sqlite3", "sqlite3"), ("psycopg2", "psycopg2"), ("psycopg", "psycopg"),
     ("botocore", "botocore"), ("httplib", "httplib"), ("requests", "httplib"),
-    ("aiobotocore", None), ("pynamodb", None), ("httpx", None), ("pymongo", None),
-    ("pymysql", None), ("pg8000", None), ("mysql", None), ("sqlalchemy_core", None),
+    ("aiobotocore", "aiobotocore"), ("pynamodb", None), ("httpx", None), ("pymongo", None),
+    ("pymysql", "pymysql"), ("pg8000", None), ("mysql", None), ("sqlalchemy_core", None),
 ])
 def test_covered_by_agent(bridge, module, integration):
     assert sdk_aws_xray.covered_by_agent(module) == integration

@@ -58,7 +58,11 @@ pairs = []  # (label, replacement function, original)
 for m in mods:
     for attr, obj in list(vars(m).items()):
         cands = [(attr, obj)]
-        if isinstance(obj, type) and obj.__module__ == m.__name__:
+        try:  # lazy objects (django.conf.settings) raise on any look
+            own_class = isinstance(obj, type) and obj.__module__ == m.__name__
+        except Exception:
+            continue
+        if own_class:
             cands += [(attr + "." + k, v) for k, v in vars(obj).items()]
         for label, cand in cands:
             try:
@@ -144,7 +148,11 @@ results = {}
 for m in mods:
     for attr, obj in list(vars(m).items()):
         owners = [(None, attr, obj)]
-        if isinstance(obj, type) and obj.__module__ == m.__name__:
+        try:  # lazy objects (django.conf.settings) raise on any look
+            own_class = isinstance(obj, type) and obj.__module__ == m.__name__
+        except Exception:
+            continue
+        if own_class:
             owners += [(obj, k, v) for k, v in vars(obj).items()]
         for owner, key, cand in owners:
             try:
@@ -720,6 +728,14 @@ port = listener.getsockname()[1]
 def serve():
     while True:
         conn, _ = listener.accept()
+        try:
+            serve_one(conn)
+        except OSError:  # a client that went away (a reset): next one
+            pass
+
+
+def serve_one(conn):
+    if True:
         with conn:
             data = b""
             conn.settimeout(5)
@@ -749,9 +765,10 @@ def serve():
                     while len(rest) < length:
                         rest += conn.recv(65536)
                     body, data = rest[:length], rest[length:]
-                # the agent's own header is left out, unless the caller set one
+                # the agent's own headers are left out, unless the caller set one
                 kept = [l for l in lines if keep_own or not (
-                    l.startswith("X-Amzn-Trace-Id:") and "caller" not in l)]
+                    l.startswith(("X-Amzn-Trace-Id:", "traceparent:", "tracestate:"))
+                    and "caller" not in l)]
                 received.append([kept, body.decode("latin-1")])
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Resp: 1\r\n\r\nok")
 
@@ -860,6 +877,8 @@ def test_outbound_http_requests_and_results_as_bare():
         for lines, _body in requests_seen:
             ids = [line for line in lines if line.startswith("X-Amzn-Trace-Id:")]
             assert len(ids) == 1, (name, lines)
+            # W3C trace context beside it, once
+            assert len([line for line in lines if line.startswith("traceparent:")]) == 1
             assert ("caller" in ids[0]) == (name == "caller header"), (name, ids)
 
 
