@@ -1,6 +1,9 @@
-"""Shared machinery of the outbound HTTP integrations (``http_client``, ``http_urllib3``) and
-the botocore one: one subsegment per request/response exchange, the connection phases of a new
-connection, trace header injection, and telling the agent's own traffic apart.
+"""Shared machinery of the outbound HTTP integrations (``http_client``, ``http_urllib3``,
+``http_httpx``, ``http_aiohttp``) and the botocore one: one subsegment per request/response
+exchange, the connection phases of a new connection, trace header injection, and telling the
+agent's own traffic apart. Clients that hand a request over as data rather than writing it
+through http.client (httpx, aiohttp) use ``begin_request``/``end_request``: the same names,
+URLs, redaction, status flags and causes.
 
 The exchange
     begins at ``endheaders``, when the request line and headers written by ``putrequest`` and
@@ -158,15 +161,25 @@ def _server(conn, tracer):
     if "@" in host:  # never keep userinfo, even one smuggled into the host
         host = host[host.rfind("@") + 1 :]
     default = conn.default_port
-    origin = ("https://" if default == 443 else "http://") + (
-        "[" + host + "]" if ":" in host else host)
-    if port and port != default:
-        origin += ":%d" % port
-    daemon_host, daemon_port = cfg.tcp_address
-    daemon = not tunnel and conn.port == daemon_port and (
-        conn.host == daemon_host or (conn.host in _LOOPBACK and daemon_host in _LOOPBACK))
+    origin = origin_of("https" if default == 443 else "http", host, port, default)
+    daemon = not tunnel and is_daemon(conn.host, conn.port, cfg)
     cached = conn._xray_autoinst_origin = (tunnel, _name(host), origin, daemon, cfg)
     return cached
+
+
+def origin_of(scheme: str, host: str, port, default) -> str:
+    """``scheme://host[:port]`` as recorded: IPv6 hosts bracketed, the default port left out."""
+    origin = scheme + "://" + ("[" + host + "]" if ":" in host else host)
+    if port and port != default:
+        origin += ":%d" % port
+    return origin
+
+
+def is_daemon(host, port, cfg) -> bool:
+    """``host:port`` is the daemon's TCP address (its sampling proxy), under any loopback name."""
+    daemon_host, daemon_port = cfg.tcp_address
+    return port == daemon_port and (
+        host == daemon_host or (host in _LOOPBACK and daemon_host in _LOOPBACK))
 
 
 def _url(origin, path, secret_keys):
@@ -274,6 +287,90 @@ def _request(server, line, method, secret_keys):
                   "url": _url(server[2], path, secret_keys)}
 
 
+# -- clients that hand the request over as data (httpx, aiohttp) -----------------------------
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def begin_request(scheme, host, port, method, target, existing=None):
+    """Begin the exchange of ``method target`` sent to ``scheme://host:port`` (``target``: the
+    path and query as sent, a str; ``existing``: the request's ``X-Amzn-Trace-Id`` value, if
+    it has one). Returns (subsegment or None, header value or None): the subsegment is never
+    made the current entity (end it with ``end_request``); the header value is what to set as
+    ``X-Amzn-Trace-Id`` (None: leave the request's headers alone). A value the caller set is
+    kept; one this module made for an earlier exchange (clients copy a request's headers into
+    the request that follows a redirect, or send a request again) is replaced. Inside an AWS
+    call or an unsampled request there is no subsegment but the header goes on, as for
+    http.client."""
+    if existing is not None and existing not in _injected[0]:
+        existing = True  # the caller's: kept
+    else:
+        existing = None
+    tracer = get_tracer()
+    if not tracer.enabled or internal.get():
+        return None, None  # the agent's own work, or inside an exchange already recorded
+    cur = _current.get()
+    if cur is None:
+        if tracer.context_missing == "ignore" or getattr(
+                threading.current_thread(), INTERNAL, False):
+            return None, None
+    cfg = tracer.config
+    if port is None:
+        port = DEFAULT_PORTS.get(scheme)
+    if is_daemon(host, port, cfg):
+        return None, None
+    if cur is not None and (not cur.sampled or cur.namespace == "aws"):
+        return None, None if existing else tracer.outgoing_header(None)
+    key = (scheme, host, port, method, target)
+    if _requests[0] is not cfg:
+        _requests[1] = {}
+        _requests[0] = cfg
+    table = _requests[1]
+    known = table.get(key)
+    if known is None:
+        if "@" in host:
+            host = host[host.rfind("@") + 1 :]
+        origin = origin_of(scheme, host, port, DEFAULT_PORTS.get(scheme))
+        known = (_name(host), {"method": method if len(method) <= 250 else method[:250],
+                               "url": _url(origin, target or "/", cfg.redact_query_params)})
+        if len(table) >= REQUESTS_CACHED:
+            table = _requests[1] = {}
+        table[key] = known
+    if cur is not None:
+        sub = Subsegment(known[0], cur, "remote")
+    else:
+        sub = tracer.begin_subsegment(known[0], "remote")  # XRAY_CONTEXT_MISSING decides
+        if sub is None:
+            return None, None
+        _current.set(None)
+    sub.http = {"request": known[1].copy()}
+    if existing:
+        return sub, None
+    value = tracer.outgoing_header(sub)
+    injected = _injected[0]
+    if len(injected) >= INJECTED_KEPT:
+        injected = _injected[0] = {}
+    injected[value] = True
+    return sub, value
+
+
+# the header values begin_request made lately (see there); replaced when full, never cleared
+# in place
+INJECTED_KEPT = 4096
+_injected: list = [{}]
+
+
+def end_request(sub, status=None, length=None, exc=None) -> None:
+    """End an exchange begun by ``begin_request``: with the response's status (and length), or
+    with the exception the client raised."""
+    try:
+        if exc is not None:
+            record_exception(sub, exc)
+        elif status is not None:
+            record_response(sub, status, length)
+    finally:
+        get_tracer().end_subsegment(sub)
+
+
 def _inject(conn, value) -> None:
     """Add ``X-Amzn-Trace-Id: value`` to the headers being written unless the caller set one."""
     if value is None:
@@ -297,16 +394,19 @@ def end_exchange(conn, response=None, exc=None) -> None:
     conn._xray_autoinst_sub = None
     try:
         if exc is None:
-            status = response.status
-            length = getattr(response, "length", None)
-            sub.http["response"] = {"status": status} if length is None else {
-                "status": status, "content_length": length}
-            if status >= 400:
-                sub.set_status(status)
+            record_response(sub, response.status, getattr(response, "length", None))
         else:
             record_exception(sub, exc)
     finally:
         get_tracer().end_subsegment(sub)
+
+
+def record_response(sub, status, length=None) -> None:
+    """``http.response`` (status, content_length when known) and the flags the status sets."""
+    sub.http["response"] = {"status": status} if length is None else {
+        "status": status, "content_length": length}
+    if status >= 400:
+        sub.set_status(status)
 
 
 _SALVAGED = (errno.EPIPE, errno.EPROTOTYPE, errno.ECONNRESET)

@@ -1,0 +1,221 @@
+"""httpx, sync ``Client`` and ``AsyncClient``: one ``remote`` subsegment per request/response
+exchange, named after the host, with the trace header injected.
+
+The hook is the transport: ``HTTPTransport.handle_request`` and ``AsyncHTTPTransport.
+handle_async_request`` (what every ``Client``/``AsyncClient`` sends through, once per exchange:
+a redirect hop is an exchange of its own; mounted and proxy transports are ``HTTPTransport``
+instances too). The exchange begins there, before httpcore writes the request, and ends when
+the response's stream is closed -- at once for ``client.get(...)`` (httpx reads the body and
+closes it), when the ``with client.stream(...)`` block ends for a streamed response -- or with
+the exception the transport or the body raised. What is recorded (name, URL cleaned and
+redacted, status flags, cause) is ``_http``'s, shared with http.client.
+
+httpx does not go through http.client (httpcore writes HTTP itself), so nothing is recorded
+twice; while an exchange is open, ``_http.internal`` is set so that a traced layer underneath
+(a transport built on another client) records nothing more.
+"""
+
+from __future__ import annotations
+
+from . import _http
+
+_HEADER = "x-amzn-trace-id"
+
+
+def get_version():
+    import httpx
+
+    return httpx.__version__
+
+
+def _begin(request):
+    """(subsegment or None) for ``request``, the trace header added to it."""
+    url = request.url
+    headers = request.headers
+    sub, value = _http.begin_request(
+        url.scheme, url.host, url.port, request.method,
+        url.raw_path.decode("ascii", "replace"), headers.get(_HEADER))
+    if value is not None:
+        headers["X-Amzn-Trace-Id"] = value
+    return sub
+
+
+def _content_length(response):
+    length = response.headers.get("content-length")
+    if length is not None:
+        try:
+            return int(length)
+        except ValueError:
+            return None
+    return None
+
+
+def _responded(response, sub, wrapper):
+    """The transport returned: hand the exchange to the response's stream (ends at close)."""
+    response.stream = wrapper(response.stream, sub, response.status_code,
+                              _content_length(response))
+
+
+def _traced_handle_request(original):
+    def handle_request(self, request):
+        sub = None
+        try:
+            sub = _begin(request)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+        if sub is None:
+            return original(self, request)
+        token = _http.internal.set(True)
+        try:
+            response = original(self, request)
+        except BaseException as exc:
+            _failed(sub, exc)
+            raise
+        finally:
+            _http.internal.reset(token)
+        try:
+            _responded(response, sub, _TracedStream)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+        return response
+
+    return handle_request
+
+
+def _traced_handle_async_request(original):
+    async def handle_async_request(self, request):
+        sub = None
+        try:
+            sub = _begin(request)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+        if sub is None:
+            return await original(self, request)
+        token = _http.internal.set(True)
+        try:
+            response = await original(self, request)
+        except BaseException as exc:
+            _failed(sub, exc)
+            raise
+        finally:
+            _http.internal.reset(token)
+        try:
+            _responded(response, sub, _TracedAsyncStream)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+        return response
+
+    return handle_async_request
+
+
+def _failed(sub, exc) -> None:
+    try:
+        _http.end_request(sub, exc=exc)
+    except Exception:  # noqa: BLE001
+        _http.fail("httpx")
+
+
+class _Ending:
+    """What both stream wrappers share: the exchange ends once, at close or on a read error."""
+
+    __slots__ = ()
+
+    def _end(self, exc=None):
+        sub = self._xray_sub
+        if sub is None:
+            return
+        self._xray_sub = None
+        try:
+            if exc is None:
+                _http.end_request(sub, self._xray_status, self._xray_length)
+            else:
+                _http.record_response(sub, self._xray_status, self._xray_length)
+                _http.end_request(sub, exc=exc)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+
+
+def _stream_classes():
+    import httpx
+
+    class TracedStream(_Ending, httpx.SyncByteStream):
+        __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
+
+        def __init__(self, inner, sub, status, length):
+            self._xray_inner = inner
+            self._xray_sub = sub
+            self._xray_status = status
+            self._xray_length = length
+
+        def __iter__(self):
+            try:
+                yield from self._xray_inner
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    self._end(exc)
+                raise
+
+        def close(self):
+            try:
+                self._xray_inner.close()
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            self._end()
+
+    class TracedAsyncStream(_Ending, httpx.AsyncByteStream):
+        __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
+
+        def __init__(self, inner, sub, status, length):
+            self._xray_inner = inner
+            self._xray_sub = sub
+            self._xray_status = status
+            self._xray_length = length
+
+        async def __aiter__(self):
+            try:
+                async for part in self._xray_inner:
+                    yield part
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    self._end(exc)
+                raise
+
+        async def aclose(self):
+            try:
+                await self._xray_inner.aclose()
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            self._end()
+
+    return TracedStream, TracedAsyncStream
+
+
+_TracedStream = _TracedAsyncStream = None
+
+
+def patch():
+    from httpx._transports import default as target
+
+    global _TracedStream, _TracedAsyncStream
+    if getattr(target, "_xray_autoinst_patched", False):
+        return
+    if _TracedStream is None:
+        _TracedStream, _TracedAsyncStream = _stream_classes()
+    _http.replace_method(target.HTTPTransport, "handle_request", _traced_handle_request)
+    _http.replace_method(
+        target.AsyncHTTPTransport, "handle_async_request", _traced_handle_async_request)
+    target._xray_autoinst_patched = True
+
+
+def unpatch():
+    from httpx._transports import default as target
+
+    from ..core import wrapping
+
+    if not getattr(target, "_xray_autoinst_patched", False):
+        return
+    wrapping.unwrap(target.HTTPTransport, "handle_request")
+    wrapping.unwrap(target.AsyncHTTPTransport, "handle_async_request")
+    target._xray_autoinst_patched = False
