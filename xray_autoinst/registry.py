@@ -22,7 +22,7 @@ INTEGRATIONS = {
     "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
     "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),
     "botocore": (("botocore.client",), "xray_autoinst.contrib.aws_botocore", "botocore"),
-    "httpx": (("httpx._transports.default",), "xray_autoinst.contrib.http_httpx", "httpx"),
+    "httpx": (("httpx",), "xray_autoinst.contrib.http_httpx", "httpx"),
     "aiohttp": (
         ("aiohttp.client_reqrep", "aiohttp.connector"), "xray_autoinst.contrib.http_aiohttp",
         "aiohttp",

@@ -135,10 +135,11 @@ class _Ending:
             _http.fail("httpx")
 
 
-def _stream_classes():
-    import httpx
+def _stream_classes(target):
+    """Subclasses of httpx's stream bases, taken from the transport module (the hook may run
+    while the ``httpx`` package itself is still being imported)."""
 
-    class TracedStream(_Ending, httpx.SyncByteStream):
+    class TracedStream(_Ending, target.SyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
 
         def __init__(self, inner, sub, status, length):
@@ -163,7 +164,7 @@ def _stream_classes():
                 raise
             self._end()
 
-    class TracedAsyncStream(_Ending, httpx.AsyncByteStream):
+    class TracedAsyncStream(_Ending, target.AsyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
 
         def __init__(self, inner, sub, status, length):
@@ -202,7 +203,7 @@ def patch():
     if getattr(target, "_xray_autoinst_patched", False):
         return
     if _TracedStream is None:
-        _TracedStream, _TracedAsyncStream = _stream_classes()
+        _TracedStream, _TracedAsyncStream = _stream_classes(target)
     _http.replace_method(target.HTTPTransport, "handle_request", _traced_handle_request)
     _http.replace_method(
         target.AsyncHTTPTransport, "handle_async_request", _traced_handle_async_request)
