@@ -31,6 +31,12 @@ SPECS = {
         *COMMON,
     ],
     "ddtrace": ["ddtrace", *COMMON],
+    # bench_http_async.py: OpenTelemetry's httpx and aiohttp client instrumentations only
+    "opentelemetry-http-async": [
+        "opentelemetry-sdk", "opentelemetry-instrumentation-httpx",
+        "opentelemetry-instrumentation-aiohttp-client", "opentelemetry-sdk-extension-aws",
+        "opentelemetry-propagator-aws-xray", "httpx", "aiohttp",
+    ],
 }
 
 # distributions whose versions the results record
@@ -39,7 +45,8 @@ REPORTED = {
     "opentelemetry-distro", "opentelemetry-instrumentation", "opentelemetry-instrumentation-wsgi",
     "opentelemetry-instrumentation-flask", "opentelemetry-sdk-extension-aws",
     "opentelemetry-propagator-aws-xray", "flask", "werkzeug", "requests", "botocore", "psycopg",
-    "gunicorn", "wrapt",
+    "gunicorn", "wrapt", "httpx", "aiohttp", "opentelemetry-instrumentation-httpx",
+    "opentelemetry-instrumentation-aiohttp-client",
 }
 
 

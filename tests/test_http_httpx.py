@@ -4,20 +4,21 @@ errors, redaction, many tasks on one loop, and failures that must not reach the 
 
 import asyncio
 import inspect
+import socket
 import threading
 import time
 
 import httpx
 import pytest
-from test_http_servers import LocalServer, parse_trace_header
-from xray_testing import free_port, install_tracer, only_doc, segment, subs, validate
+from test_http_servers import LocalServer, make_cert, parse_trace_header
+from xray_testing import free_port, install_tracer, names, only_doc, segment, subs, validate
 
 from xray_autoinst.contrib import _http, http_httpx
 from xray_autoinst.core.tracer import current_entity
 
 
 class AsyncServer(LocalServer):
-    """LocalServer plus ``/redirect/<n>`` (n hops of 302 to ``/redirect/<n-1>``, then 200) and
+    """LocalServer (plain or TLS) plus ``/redirect/<n>`` (n hops of 302 to ``/redirect/<n-1>``, then 200) and
     ``/slow`` (answers after 50 ms)."""
 
     def answer(self, handler):
@@ -259,6 +260,73 @@ def test_context_missing_call_makes_a_trace_per_call(server, patched):
     assert parse_trace_header(server.trace_headers()[0])["Parent"] == sub["id"]
 
 
+# -- connection phases ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return make_cert(tmp_path_factory.mktemp("cert"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(cert):
+    s = AsyncServer(*cert)
+    yield s
+    s.close()
+
+
+def phase_names(sub):
+    """The phases of the exchange's one ``connect`` child, checked to lie within it."""
+    [connect] = subs(sub)
+    assert connect["name"] == "connect"
+    assert sub["start_time"] <= connect["start_time"] <= connect["end_time"] <= sub["end_time"]
+    return names(connect)
+
+
+def test_new_connection_has_phases_keep_alive_reuse_has_none(tracer, patched, server):
+    t, emitter = tracer
+    with segment(t):
+        with httpx.Client() as client:
+            client.get(server.url("/one"))
+            client.get(server.url("/two"))
+    first, second = subs(only_doc(emitter))
+    assert phase_names(first) == ["dns", "dial"]
+    assert "subsegments" not in second
+
+
+def test_https_new_connection_has_dns_dial_tls(tracer, patched, tls_server, cert):
+    t, emitter = tracer
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=cert[0])
+    url = tls_server.url("/secure", host="localhost")
+    with segment(t):
+        with httpx.Client(verify=ctx) as client:
+            client.get(url)
+            client.get(url)
+
+        async def main():
+            async with httpx.AsyncClient(verify=ctx) as client:
+                await client.get(url)
+
+        run(main())
+    sync_first, sync_second, async_first = subs(only_doc(emitter))
+    assert sync_first["name"] == "localhost" and sync_first["http"]["request"]["url"] == url
+    assert phase_names(sync_first) == ["dns", "dial", "tls"]
+    assert "subsegments" not in sync_second
+    # the async clients resolve in a worker thread: the lookup is inside dial
+    assert phase_names(async_first) in (["dial", "tls"], ["dns", "dial", "tls"])
+
+
+def test_refused_connect_marks_the_dial(tracer, patched):
+    t, emitter = tracer
+    with segment(t):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{free_port()}/")
+    [sub] = subs(only_doc(emitter))
+    [connect] = subs(sub)
+    assert connect["fault"] is True
+    assert subs(connect)[-1]["name"] == "dial" and subs(connect)[-1]["fault"] is True
+
+
 # -- AsyncClient ---------------------------------------------------------------------------------
 def test_async_client_get_stream_and_error(tracer, patched, server):
     t, emitter = tracer
@@ -375,11 +443,18 @@ def test_threads_each_with_their_own_segment(tracer, patched, server):
 def test_unpatch_restores_everything():
     from httpx._transports import default
 
-    before = (default.HTTPTransport.__dict__["handle_request"],
-              default.AsyncHTTPTransport.__dict__["handle_async_request"])
+    def methods():
+        return [default.HTTPTransport.__dict__["handle_request"],
+                default.AsyncHTTPTransport.__dict__["handle_async_request"]] + [
+                    cls.__dict__[name] for cls, name, _ in http_httpx._httpcore_targets()]
+
+    before = methods()
+    original_getaddrinfo = socket.getaddrinfo
+    assert len(before) == 6  # httpcore's connects are found
     http_httpx.patch()
     http_httpx.patch()
-    assert default.HTTPTransport.__dict__["handle_request"] is not before[0]
+    assert all(a is not b for a, b in zip(methods(), before, strict=True))
+    assert socket.getaddrinfo is not original_getaddrinfo
     http_httpx.unpatch()
-    assert (default.HTTPTransport.__dict__["handle_request"],
-            default.AsyncHTTPTransport.__dict__["handle_async_request"]) == before
+    assert methods() == before
+    assert socket.getaddrinfo is original_getaddrinfo

@@ -64,7 +64,9 @@ _time = time.time
 _current = _tracer_mod.current_entity
 get_tracer = _tracer_mod.get_tracer
 
-# True while work the agent does for itself runs (calls to the X-Ray service, the daemon relay)
+# True while work the agent does for itself runs (calls to the X-Ray service, the daemon relay);
+# the exchange subsegment while httpx's transport runs one (nothing underneath records more,
+# and the connect phases of a connection opened for it go under it)
 internal: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_internal", default=False)
 # The connect being timed in this context (a _Phases), for the getaddrinfo hook
 _recording: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_connect", default=None)
@@ -516,6 +518,30 @@ def connect_end(conn, started, exc=None) -> None:
     attach_phases(tracer, failed, rec, exc)
     record_exception(failed, exc)
     tracer.end_subsegment(failed, end_time=rec.end)
+
+
+def phases_begin(sub, tls):
+    """For a client whose connection is opened inside an exchange ``sub`` already begun
+    (httpx): start timing the phases of that connect. Returns what ``phases_end`` takes."""
+    rec = _Phases(None, sub.parent, tls)
+    return rec, _recording.set(rec), sub
+
+
+def dialed() -> None:
+    """The TCP socket of the connect being timed in this context is connected."""
+    rec = _recording.get()
+    if rec is not None and rec.tcp_end is None:
+        rec.tcp_end = _time()
+
+
+def phases_end(started, exc=None) -> None:
+    rec, token, sub = started
+    rec.end = _time()
+    try:
+        _recording.reset(token)
+    except ValueError:  # ended in another context
+        _recording.set(None)
+    attach_phases(get_tracer(), sub, rec, exc)
 
 
 def _phase(name, parent, start, end, failed=False):

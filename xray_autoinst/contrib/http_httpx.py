@@ -10,13 +10,20 @@ closes it), when the ``with client.stream(...)`` block ends for a streamed respo
 the exception the transport or the body raised. What is recorded (name, URL cleaned and
 redacted, status flags, cause) is ``_http``'s, shared with http.client.
 
+A new connection opened for the exchange gets ``connect`` with ``dns`` (sync clients: the
+lookup runs in the calling thread; the async ones resolve in a worker thread, so there the
+lookup is inside ``dial``), ``dial`` and ``tls``, from httpcore's ``HTTPConnection._connect``
+and its network backends' ``connect_tcp`` (which run on new connections only: a reused
+keep-alive connection costs nothing more).
+
 httpx does not go through http.client (httpcore writes HTTP itself), so nothing is recorded
-twice; while an exchange is open, ``_http.internal`` is set so that a traced layer underneath
-(a transport built on another client) records nothing more.
+twice; while an exchange is open, ``_http.internal`` holds it so that a traced layer
+underneath (a transport built on another client) records nothing more.
 """
 
 from __future__ import annotations
 
+from ..core.entities import Subsegment
 from . import _http
 
 _HEADER = "x-amzn-trace-id"
@@ -65,7 +72,7 @@ def _traced_handle_request(original):
             _http.fail("httpx")
         if sub is None:
             return original(self, request)
-        token = _http.internal.set(True)
+        token = _http.internal.set(sub)
         try:
             response = original(self, request)
         except BaseException as exc:
@@ -91,7 +98,7 @@ def _traced_handle_async_request(original):
             _http.fail("httpx")
         if sub is None:
             return await original(self, request)
-        token = _http.internal.set(True)
+        token = _http.internal.set(sub)
         try:
             response = await original(self, request)
         except BaseException as exc:
@@ -113,6 +120,105 @@ def _failed(sub, exc) -> None:
         _http.end_request(sub, exc=exc)
     except Exception:  # noqa: BLE001
         _http.fail("httpx")
+
+
+# -- connection phases (httpcore, new connections only) -----------------------------------------
+def _phases_begin(connection):
+    sub = _http.internal.get()
+    if sub.__class__ is not Subsegment:
+        return None
+    return _http.phases_begin(sub, connection._origin.scheme in (b"https", b"wss"))
+
+
+def _phases_end(started, exc=None):
+    try:
+        _http.phases_end(started, exc)
+    except Exception:  # noqa: BLE001
+        _http.fail("httpx connect")
+
+
+def _traced_connect(original):
+    def _connect(self, request):
+        started = None
+        try:
+            started = _phases_begin(self)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx connect")
+        if started is None:
+            return original(self, request)
+        try:
+            stream = original(self, request)
+        except BaseException as exc:
+            _phases_end(started, exc)
+            raise
+        _phases_end(started)
+        return stream
+
+    return _connect
+
+
+def _traced_async_connect(original):
+    async def _connect(self, request):
+        started = None
+        try:
+            started = _phases_begin(self)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx connect")
+        if started is None:
+            return await original(self, request)
+        try:
+            stream = await original(self, request)
+        except BaseException as exc:
+            _phases_end(started, exc)
+            raise
+        _phases_end(started)
+        return stream
+
+    return _connect
+
+
+def _traced_connect_tcp(original):
+    def connect_tcp(self, *args, **kwargs):
+        stream = original(self, *args, **kwargs)
+        try:
+            _http.dialed()
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx connect")
+        return stream
+
+    return connect_tcp
+
+
+def _traced_async_connect_tcp(original):
+    async def connect_tcp(self, *args, **kwargs):
+        stream = await original(self, *args, **kwargs)
+        try:
+            _http.dialed()
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx connect")
+        return stream
+
+    return connect_tcp
+
+
+def _httpcore_targets():
+    """(class, method, wrapper factory) for httpcore's connects, where importable."""
+    found = []
+    try:
+        from httpcore._async.connection import AsyncHTTPConnection
+        from httpcore._sync.connection import HTTPConnection
+
+        found += [(HTTPConnection, "_connect", _traced_connect),
+                  (AsyncHTTPConnection, "_connect", _traced_async_connect)]
+        from httpcore._backends.sync import SyncBackend
+
+        found.append((SyncBackend, "connect_tcp", _traced_connect_tcp))
+        from httpcore._backends.anyio import AnyIOBackend
+
+        found.append((AnyIOBackend, "connect_tcp", _traced_async_connect_tcp))
+    except ImportError:  # another httpcore layout, or anyio absent: fewer phases, same exchange
+        pass
+    return found
 
 
 class _Ending:
@@ -207,6 +313,9 @@ def patch():
     _http.replace_method(target.HTTPTransport, "handle_request", _traced_handle_request)
     _http.replace_method(
         target.AsyncHTTPTransport, "handle_async_request", _traced_handle_async_request)
+    for cls, name, make in _httpcore_targets():
+        _http.replace_method(cls, name, make)
+    _http.install("httpx")  # the getaddrinfo hook timing dns
     target._xray_autoinst_patched = True
 
 
@@ -219,4 +328,7 @@ def unpatch():
         return
     wrapping.unwrap(target.HTTPTransport, "handle_request")
     wrapping.unwrap(target.AsyncHTTPTransport, "handle_async_request")
+    for cls, name, _make in _httpcore_targets():
+        wrapping.unwrap(cls, name)
+    _http.uninstall("httpx")
     target._xray_autoinst_patched = False
