@@ -391,8 +391,8 @@ def count_child(tracer, case, variant, port, n):
     asyncio.run(main())
 
 
-def instructions(pythons, n=500, log=print):
-    """Instructions per call (callgrind, PYTHONHASHSEED=0) for the in-memory httpx cases: runs
+def instructions(pythons, n=300, log=print, cases=("httpx sync, in-memory",)):
+    """Instructions per call (callgrind, PYTHONHASHSEED=0) for the in-memory httpx case: runs
     with ``n`` and 0 timed calls, the difference divided by ``n``. Deterministic: unaffected by
     other load on the machine. None without valgrind."""
     import re
@@ -414,7 +414,7 @@ def instructions(pythons, n=500, log=print):
         return int(found.group(1))
 
     rows = []
-    for case in ("httpx sync, in-memory", "httpx async, in-memory"):
+    for case in cases:
         for tracer, python in pythons.items():
             per = {v: (count(python, tracer, case, v, n) - count(python, tracer, case, v, 0))
                    / n for v in VARIANTS}

@@ -304,7 +304,8 @@ def test_wrappers_stay_coroutine_functions(patched):
         assert inspect.iscoroutinefunction(method)
 
 
-@pytest.mark.parametrize("helper", ["begin_request", "end_request", "record_response", "_url"])
+@pytest.mark.parametrize(
+    "helper", ["idle", "begin_request", "end_request", "record_response", "_url"])
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 

@@ -18,8 +18,8 @@ from xray_autoinst.core.tracer import current_entity
 
 
 class AsyncServer(LocalServer):
-    """LocalServer (plain or TLS) plus ``/redirect/<n>`` (n hops of 302 to ``/redirect/<n-1>``, then 200) and
-    ``/slow`` (answers after 50 ms)."""
+    """LocalServer (plain or TLS) plus ``/redirect/<n>`` (n hops of 302 to
+    ``/redirect/<n-1>``, then 200), ``/slow`` (answers after 50 ms) and ``/big`` (200 kB)."""
 
     def answer(self, handler):
         path = handler.path
@@ -391,7 +391,8 @@ def test_async_wrapper_stays_a_coroutine_function(patched):
 
 
 # -- never break the application ---------------------------------------------------------------
-@pytest.mark.parametrize("helper", ["begin_request", "end_request", "record_response", "_url"])
+@pytest.mark.parametrize(
+    "helper", ["idle", "begin_request", "end_request", "record_response", "_url", "phases_end"])
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 

@@ -293,6 +293,18 @@ def _request(server, line, method, secret_keys):
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+def idle() -> bool:
+    """True when ``begin_request`` would record nothing and send no header whatever the
+    request (no request open and calls outside one are ignored, or the agent's own work):
+    lets a client skip reading the request's URL and headers on that path."""
+    if internal.get():
+        return True
+    if _current.get() is None:
+        tracer = get_tracer()
+        return tracer.context_missing == "ignore" or not tracer.enabled
+    return False
+
+
 def begin_request(scheme, host, port, method, target, existing=None):
     """Begin the exchange of ``method target`` sent to ``scheme://host:port`` (``target``: the
     path and query as sent, a str; ``existing``: the request's ``X-Amzn-Trace-Id`` value, if

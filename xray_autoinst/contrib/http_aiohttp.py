@@ -34,6 +34,8 @@ def get_version():
 
 
 def _begin(req):
+    if _http.idle():
+        return None
     url = req.url
     headers = req.headers
     sub, value = _http.begin_request(

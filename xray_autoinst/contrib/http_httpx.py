@@ -37,6 +37,8 @@ def get_version():
 
 def _begin(request):
     """(subsegment or None) for ``request``, the trace header added to it."""
+    if _http.idle():
+        return None
     url = request.url
     headers = request.headers
     sub, value = _http.begin_request(
