@@ -369,7 +369,7 @@ def begin_request(scheme, host, port, method, target, existing=None):
 
 # the header values begin_request made lately (see there); replaced when full, never cleared
 # in place
-INJECTED_KEPT = 4096
+INJECTED_KEPT = 1024
 _injected: list = [{}]
 
 
