@@ -152,8 +152,11 @@ def test_sdk_application_joins_the_agent_trace(daemon, sdk_app):
         values = [v for k, v in headers.items() if k.lower() == "x-amzn-trace-id"]
         assert len(values) == 1 and values[0].startswith("Root=1-"), headers
     docs = daemon.wait(n)
-    assert len(daemon.documents) == n, daemon.documents  # one document, one segment each
-    assert daemon.bad == [] and len(daemon.datagrams) == n  # and nothing from the SDK
+    # a warm-up retried under load may arrive late: it is not one of these requests
+    late = [d for d in daemon.documents if d["http"]["request"]["url"].endswith("/warmup")]
+    docs = [d for d in daemon.documents if d not in late]
+    assert len(docs) == n, daemon.documents  # one document, one segment each
+    assert daemon.bad == [] and len(daemon.datagrams) == n + len(late)  # nothing from the SDK
     assert len({d["trace_id"] for d in docs}) == n and len({d["id"] for d in docs}) == n
     for doc in docs:
         validate(doc)
@@ -161,7 +164,8 @@ def test_sdk_application_joins_the_agent_trace(daemon, sdk_app):
         assert doc["aws"]["xray"]["sdk"] == "xray-autoinst"
         i = int(doc["http"]["request"]["url"].rsplit("/", 1)[1])
         assert doc["http"]["response"]["status"] == 200
-        assert doc["annotations"] == {"route": "order"}
+        # the application's own annotation, beside the agent's route annotation (Flask's rule)
+        assert doc["annotations"] == {"route": "order", "http_route": "/order/<int:n>"}
         [block] = doc["subsegments"]
         assert block["name"] == "block"
         assert block["annotations"] == {"order_id": i}

@@ -29,7 +29,11 @@ def wrapped_objects(modules):
     for mod in modules:
         for attr, obj in list(vars(mod).items()):
             cands = [(attr, obj)]
-            if isinstance(obj, type) and obj.__module__ == mod.__name__:
+            try:  # lazy objects (django.conf.settings) raise on any look
+                own_class = isinstance(obj, type) and obj.__module__ == mod.__name__
+            except Exception:
+                continue
+            if own_class:
                 cands += [(attr + "." + k, v) for k, v in vars(obj).items()]
             for label, cand in cands:
                 try:

@@ -7,7 +7,7 @@ import sys
 
 from . import config as _config
 from . import importhook
-from .registry import APPEARING, INTEGRATIONS
+from .registry import APPEARING, INTEGRATIONS, UNTRACED
 
 # integration name -> "patched" | "failed: ..." | "disabled"
 status = {}
@@ -44,7 +44,20 @@ def start(environ=None):
                 importhook.when_appears(target, _on_import(name))
             else:
                 importhook.when_imported(target, _on_import(name))
+    for module in UNTRACED:
+        importhook.when_imported(module, _on_untraced(module))
     return cfg
+
+
+def _on_untraced(module):
+    def hook(_module):
+        from . import log as _log
+
+        _log.once("untraced-" + module, _log.INFO,
+                  "the application imported %s (%s): xray-autoinst does not trace it, its "
+                  "calls are not recorded", module, UNTRACED[module])
+
+    return hook
 
 
 def _on_import(name):

@@ -7,7 +7,7 @@ import sys
 
 from . import __version__
 from . import config as _config
-from .registry import INTEGRATIONS
+from .registry import INTEGRATIONS, UNTRACED
 
 
 def _version(dist):
@@ -53,6 +53,11 @@ def report(environ=None) -> tuple[str, bool]:
         if not cfg.enabled:
             state = "off"
         lines.append(f"  {name:<14} {state:<9} {installed}")
+    untraced = [f"{m} ({what})" for m, what in UNTRACED.items() if _stdlib(m)]
+    if untraced:
+        lines.append("")
+        lines.append("installed but NOT traced (their calls are not recorded):")
+        lines += [f"  {u}" for u in untraced]
     lines.append("")
     udp_host, udp_port = cfg.udp_address
     tcp_host, tcp_port = cfg.tcp_address

@@ -23,6 +23,7 @@ CONTEXT_MISSING = "XRAY_CONTEXT_MISSING"
 AWS_CONTEXT_MISSING = "AWS_XRAY_CONTEXT_MISSING"
 SQL_QUERIES = "XRAY_SQL_QUERIES"
 REDACT_QUERY_PARAMS = "XRAY_REDACT_QUERY_PARAMS"
+ROUTE_ANNOTATION = "XRAY_ROUTE_ANNOTATION"
 # Set by the launcher: which Python installation it prepared ("<sys.prefix>|<major.minor>").
 EXPECT = "XRAY_AUTOINST_EXPECT"
 # Test switch: hooks and patchers re-raise instead of logging.
@@ -59,6 +60,7 @@ class Config:
         "sampling_mode": "centralized",  # "centralized" or "local"
         "sampling_poll": 10.0,  # seconds between SamplingTargets calls (internal)
         "trust_trace_header": True,
+        "route_annotation": True,
         "log_level": "warning",
         "context_missing": "ignore",
         "sql_queries": "sanitized",
@@ -275,6 +277,14 @@ def from_env(environ=None) -> Config:
     else:
         record(TRUST_TRACE_HEADER, "true", "default")
 
+    raw = get(ROUTE_ANNOTATION)
+    if raw is not None:
+        n = len(problems)
+        kw["route_annotation"] = parse_bool(ROUTE_ANNOTATION, raw, True, problems)
+        record(ROUTE_ANNOTATION, raw, "env" if len(problems) == n else "invalid")
+    else:
+        record(ROUTE_ANNOTATION, "true", "default")
+
     raw = get(LOG_LEVEL)
     if raw is not None:
         v = raw.strip().lower()
@@ -341,7 +351,9 @@ def from_env(environ=None) -> Config:
 # Documentation of every variable (rendered into the README and by ``xray-run --check``).
 DOCS = (
     (SERVICE_NAME, "program name", "Segment name. Falls back to AWS_XRAY_TRACING_NAME, then to "
-     "the main script's stem, the -m module, or the server's application module."),
+     "the project the server was started with (uvicorn app:app -> app; gunicorn shop.wsgi -> shop; "
+     "Django: the package of DJANGO_SETTINGS_MODULE), else the main script's stem or -m module; "
+     "decided once per process."),
     (TRACING_NAME, "unset", "Standard X-Ray SDK name variable; XRAY_SERVICE_NAME wins."),
     (DAEMON_ADDRESS, DEFAULT_DAEMON, "Daemon address: host:port, [ipv6]:port, or "
      "'udp:host:port tcp:host:port'. A malformed value turns tracing off with one warning."),
@@ -354,6 +366,8 @@ DOCS = (
     (SAMPLING_POLL, "10", "Internal, for tests: seconds between centralized sampling target "
      "polls; rules are fetched every 30 polls (5 minutes by default)."),
     (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
+    (ROUTE_ANNOTATION, "true", "Record the framework's route template (FastAPI/Starlette, "
+     "Django, Flask) as the annotation http_route; false: don't."),
     (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
     (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
     (AWS_CONTEXT_MISSING, "unset", "Standard SDK values: RUNTIME_ERROR/LOG_ERROR = log, "

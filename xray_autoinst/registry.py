@@ -13,6 +13,12 @@ INTEGRATIONS = {
     "waitress": (("waitress.server",), "xray_autoinst.contrib.web_waitress", "waitress"),
     "werkzeug": (("werkzeug.serving",), "xray_autoinst.contrib.web_werkzeug", "werkzeug"),
     "flask": (("flask",), "xray_autoinst.contrib.web_flask", "flask"),
+    # ASGI servers, and Django (its 500s' cause and its route, under WSGI and ASGI alike)
+    "uvicorn": (("uvicorn.config",), "xray_autoinst.contrib.web_uvicorn", "uvicorn"),
+    "hypercorn": (("hypercorn.app_wrappers",), "xray_autoinst.contrib.web_hypercorn",
+                  "hypercorn"),
+    "daphne": (("daphne.server",), "xray_autoinst.contrib.web_daphne", "daphne"),
+    "django": (("django.core.handlers.base",), "xray_autoinst.contrib.web_django", "django"),
     # uWSGI has no Python loader to hook: its embedded module appears, then the app is wrapped
     "uwsgi": (("uwsgi",), "xray_autoinst.contrib.web_uwsgi", "uwsgi"),
     # context follows the work into threads
@@ -41,3 +47,29 @@ INTEGRATIONS = {
 
 # target modules created by a host program rather than imported (hooks run once they appear)
 APPEARING = frozenset({"uwsgi"})
+
+# Libraries the agent does not trace: when the application imports one, the log says so once
+# (at info level) and ``--check`` lists the installed ones, so silence never means "traced".
+# module -> what it is
+UNTRACED = {
+    "tornado.web": "tornado's web server",
+    "sanic": "Sanic",
+    "aiohttp.web": "aiohttp's web server",
+    "grpc": "gRPC",
+    "pymongo": "MongoDB (pymongo)",
+    "motor": "MongoDB (motor)",
+    "elasticsearch": "Elasticsearch",
+    "cassandra": "Cassandra",
+    "kafka": "Kafka (kafka-python)",
+    "confluent_kafka": "Kafka (confluent-kafka)",
+    "aiokafka": "Kafka (aiokafka)",
+    "pika": "RabbitMQ (pika)",
+    "aio_pika": "RabbitMQ (aio-pika)",
+    "nats": "NATS",
+    "paho.mqtt.client": "MQTT (paho-mqtt)",
+    "pycurl": "pycurl",
+    "pymemcache": "memcached (pymemcache)",
+    "mysql.connector": "MySQL (mysql-connector-python)",
+    "oracledb": "Oracle (oracledb)",
+    "pyodbc": "ODBC (pyodbc)",
+}

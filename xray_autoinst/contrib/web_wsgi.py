@@ -13,6 +13,7 @@ from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
 from ..core.urls import redact_query
+from . import _web
 
 MARKER = "_xray_autoinst_app"
 _parse = _header.parse
@@ -217,34 +218,18 @@ def _record_response(seg, state, exc):
 
 
 def wrap_app(app, hint=None):
-    """Wrap ``app`` once; tell the tracer the application's module for the default name."""
+    """Wrap ``app`` once; tell the tracer what the user started for the default name
+    (``hint``: the server's target, e.g. gunicorn's ``shop.wsgi:application``)."""
     if app is None or getattr(app, MARKER, False):
         return app
     try:
-        if hint is None:
-            module = getattr(app, "__module__", None)
-            if module and module != "__main__" and not module.startswith(("flask", "werkzeug")):
-                hint = module
-            if hint is None:
-                # a framework object (Flask app): its import name, else the main program
-                name = getattr(app, "import_name", None)
-                if name and name != "__main__":
-                    hint = name
-        _tracer_mod.get_tracer().set_name_hint(hint)
+        _web.name_hint(app, hint)
     except Exception:  # noqa: BLE001
         _fail("wrap")
     return XRayMiddleware(app)
 
 
-def record_exception(exc) -> None:
-    """Record an exception a framework turned into a 500 response itself (Flask, Django)."""
-    entity = _tracer_mod.current_entity.get()
-    if entity is None or not entity.sampled:
-        return
-    try:
-        entity.segment.add_exception(exc)
-    except Exception:  # noqa: BLE001
-        _fail("exception")
+record_exception = _web.record_exception
 
 
 def patch():

@@ -13,6 +13,8 @@ from . import ids
 MAX_STACK = 50
 MAX_MESSAGE = 1000
 FIELD_MAX = 250  # http.request.url, user_agent, client_ip, method
+# the package's own directory: its frames are left out of recorded stacks
+_AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def clip(value, limit=FIELD_MAX):
@@ -84,6 +86,8 @@ class Entity:
         stack = []
         if tb is not None:
             frames = traceback.extract_tb(tb)[skip_frames:]
+            # the application's frames only: the agent's own wrappers say nothing to the user
+            frames = [fs for fs in frames if _AGENT_DIR not in fs.filename] or frames
             for fs in reversed(frames[-MAX_STACK:]):
                 stack.append({"path": fs.filename, "line": fs.lineno, "label": fs.name})
         record = {

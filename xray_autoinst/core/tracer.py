@@ -68,10 +68,11 @@ class Tracer:
         return name
 
     def set_name_hint(self, hint: str | None) -> None:
-        """Servers call this with the application's module when they load it."""
-        if hint and self.config.service_name is None and self.name_hint is None:
+        """Servers call this with what the user started (the application's project) when
+        they load it. The first hint wins, and a name already used is never changed: every
+        document of a run carries the same service name."""
+        if hint and self._service_name is None and self.name_hint is None:
             self.name_hint = hint
-            self._service_name = None
 
     # -- sampling ------------------------------------------------------------------------------
     def should_sample(self, host=None, method=None, path=None) -> bool:
