@@ -1,9 +1,12 @@
 """End to end for httpx and aiohttp: an unchanged WSGI application under ``xray-run gunicorn``
-calling a local server through httpx's sync ``Client``; an unchanged asyncio program under
-``xray-run python`` calling it through httpx's ``AsyncClient`` and aiohttp's ``ClientSession``
-from many tasks, with ``XRAY_CONTEXT_MISSING=process`` and with the default. The documents
-reaching a loopback daemon and the headers the downstream server received are checked."""
+calling a local server through httpx's sync ``Client``; an unchanged ASGI application under
+``xray-run uvicorn`` calling it through httpx's ``AsyncClient`` and aiohttp's ``ClientSession``
+from many concurrent requests on one event loop; an unchanged asyncio program under ``xray-run
+python`` doing the same from many tasks, with ``XRAY_CONTEXT_MISSING=process`` and with the
+default. The documents reaching a loopback daemon and the headers the downstream server
+received are checked."""
 
+import concurrent.futures
 import json
 import re
 import subprocess
@@ -164,6 +167,80 @@ def test_httpx_inside_a_served_wsgi_request(wsgi_stack, downstream):
     text = json.dumps(doc)
     for secret in ("abc", "bob", "pw123"):
         assert secret not in text
+
+
+ASGI_APP = textwrap.dedent('''
+    """A plain ASGI application calling another service through httpx and aiohttp."""
+    import os
+
+    import aiohttp
+    import httpx
+
+    BASE = "http://127.0.0.1:%s" % os.environ["T_HTTP_PORT"]
+    clients = {}
+
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b"ok"
+        if scope["path"].startswith("/fan/"):
+            i = scope["path"].rsplit("/", 1)[1]
+            if not clients:  # made on the server's loop, shared by all requests
+                clients["httpx"] = httpx.AsyncClient()
+                clients["aiohttp"] = aiohttp.ClientSession()
+            r = await clients["httpx"].get(f"{BASE}/slow/httpx/{i}")
+            async with clients["aiohttp"].get(f"{BASE}/slow/aiohttp/{i}") as r2:
+                await r2.read()
+            body = f"{r.status_code} {r2.status}".encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+''')
+
+
+def test_async_clients_inside_concurrent_asgi_requests(daemon, tmp_path, downstream):
+    """Many requests at once on uvicorn's one loop, each calling out through the shared
+    clients: every exchange lands under its own request's segment, with its own header."""
+    pytest.importorskip("uvicorn")
+    (tmp_path / "asgi_calls.py").write_text(ASGI_APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        xray_run(str(BIN / "uvicorn"), "asgi_calls:app", "--port", str(port), "--lifespan",
+                 "off"),
+        cwd=tmp_path, env=agent_env(daemon, T_HTTP_PORT=downstream.port),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, "/warmup", proc=proc, timeout=40)
+        daemon.wait(1, timeout=15)
+        daemon.clear()
+        downstream.requests.clear()
+        n = 12
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(lambda i: http_get(port, f"/fan/{i}"), range(n)))
+        assert [(a[0], a[2]) for a in answers] == [(200, b"200 200")] * n
+        docs = daemon.wait(n, timeout=20, predicate=lambda d: "/fan/" in d.get(
+            "http", {}).get("request", {}).get("url", ""))
+    finally:
+        out = stop(proc)
+    assert "Traceback" not in out, out
+    base = f"http://127.0.0.1:{downstream.port}"
+    sent = {}
+    for r in downstream.requests:
+        hdr = parse_trace_header(r["headers"]["X-Amzn-Trace-Id"])
+        sent[r["path"]] = (hdr["Root"], hdr["Parent"])
+    assert len({d["trace_id"] for d in docs}) == n
+    for doc in docs:
+        validate(doc)
+        i = doc["http"]["request"]["url"].rsplit("/", 1)[1]
+        calls = subs(doc)
+        assert [c["http"]["request"]["url"] for c in calls] == [
+            f"{base}/slow/httpx/{i}", f"{base}/slow/aiohttp/{i}"]
+        for c, kind in zip(calls, ("httpx", "aiohttp"), strict=True):
+            assert c["namespace"] == "remote" and c["http"]["response"]["status"] == 200
+            assert doc["start_time"] <= c["start_time"] <= c["end_time"] <= doc["end_time"]
+            assert sent[f"/slow/{kind}/{i}"] == (doc["trace_id"], c["id"])
 
 
 def run_program(tmp_path, daemon, downstream, **env):
