@@ -2,7 +2,7 @@
 side by side with aws-xray-sdk and OpenTelemetry on the same calls, in one run.
 
     .venv/bin/python bench/bench_http_async.py            # full run (a few minutes)
-    .venv/bin/python bench/bench_http_async.py --quick    # well under a minute
+    .venv/bin/python bench/bench_http_async.py --quick    # well under a minute (no venv built)
     .venv/bin/python bench/bench_http_async.py --out .bench/http_async.json
     .venv/bin/python bench/bench_http_async.py --no-otel  # skip building OpenTelemetry's venv
 
@@ -523,8 +523,12 @@ def main(argv=None):
         pythons["aws-xray-sdk"] = sys.executable
     except ImportError:
         missing["aws-xray-sdk"] = "not installed in this interpreter"
+    otel_stamp = os.path.join(ROOT, ".bench", "venvs", "opentelemetry-http-async",
+                              ".bench-stamp.json")
     if args.no_otel:
         missing["opentelemetry"] = "skipped (--no-otel)"
+    elif args.quick and not os.path.exists(otel_stamp):
+        missing["opentelemetry"] = "skipped: --quick builds no virtualenv (a full run does)"
     else:
         try:
             import venvs
