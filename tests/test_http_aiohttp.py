@@ -11,7 +11,7 @@ from test_http_httpx import AsyncServer
 from test_http_servers import parse_trace_header
 from xray_testing import free_port, install_tracer, only_doc, segment, subs, validate
 
-from xray_autoinst.contrib import _http, http_aiohttp
+from xray_autoinst.contrib import _http, _http_data, http_aiohttp
 from xray_autoinst.core.tracer import current_entity
 
 
@@ -304,15 +304,17 @@ def test_wrappers_stay_coroutine_functions(patched):
         assert inspect.iscoroutinefunction(method)
 
 
-@pytest.mark.parametrize(
-    "helper", ["idle", "begin_request", "end_request", "record_response", "_url"])
+@pytest.mark.parametrize("helper", [
+    "_http_data.idle", "_http_data.begin_request", "_http_data.end_request",
+    "_http.record_response", "_http._url"])
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 
     def broken(*args, **kwargs):
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(_http, helper, broken)
+    module, name = helper.split(".")
+    monkeypatch.setattr({"_http": _http, "_http_data": _http_data}[module], name, broken)
     token = current_entity.set(None)
 
     async def main():

@@ -13,7 +13,7 @@ import pytest
 from test_http_servers import LocalServer, make_cert, parse_trace_header
 from xray_testing import free_port, install_tracer, names, only_doc, segment, subs, validate
 
-from xray_autoinst.contrib import _http, http_httpx
+from xray_autoinst.contrib import _http, _http_data, http_httpx
 from xray_autoinst.core.tracer import current_entity
 
 
@@ -391,15 +391,17 @@ def test_async_wrapper_stays_a_coroutine_function(patched):
 
 
 # -- never break the application ---------------------------------------------------------------
-@pytest.mark.parametrize(
-    "helper", ["idle", "begin_request", "end_request", "record_response", "_url", "phases_end"])
+@pytest.mark.parametrize("helper", [
+    "_http_data.idle", "_http_data.begin_request", "_http_data.end_request",
+    "_http.record_response", "_http._url", "_http_data.phases_end"])
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 
     def broken(*args, **kwargs):
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(_http, helper, broken)
+    module, name = helper.split(".")
+    monkeypatch.setattr({"_http": _http, "_http_data": _http_data}[module], name, broken)
     token = current_entity.set(None)
     try:
         with segment(t):

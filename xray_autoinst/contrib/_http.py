@@ -2,8 +2,8 @@
 ``http_httpx``, ``http_aiohttp``) and the botocore one: one subsegment per request/response
 exchange, the connection phases of a new connection, trace header injection, and telling the
 agent's own traffic apart. Clients that hand a request over as data rather than writing it
-through http.client (httpx, aiohttp) use ``begin_request``/``end_request``: the same names,
-URLs, redaction, status flags and causes.
+through http.client (httpx, aiohttp) go through ``_http_data``, built on the pieces here: the
+same names, URLs, redaction, status flags and causes.
 
 The exchange
     begins at ``endheaders``, when the request line and headers written by ``putrequest`` and
@@ -289,102 +289,6 @@ def _request(server, line, method, secret_keys):
                   "url": _url(server[2], path, secret_keys)}
 
 
-# -- clients that hand the request over as data (httpx, aiohttp) -----------------------------
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def idle() -> bool:
-    """True when ``begin_request`` would record nothing and send no header whatever the
-    request (no request open and calls outside one are ignored, or the agent's own work):
-    lets a client skip reading the request's URL and headers on that path."""
-    if internal.get():
-        return True
-    if _current.get() is None:
-        tracer = get_tracer()
-        return tracer.context_missing == "ignore" or not tracer.enabled
-    return False
-
-
-def begin_request(scheme, host, port, method, target, existing=None):
-    """Begin the exchange of ``method target`` sent to ``scheme://host:port`` (``target``: the
-    path and query as sent, a str; ``existing``: the request's ``X-Amzn-Trace-Id`` value, if
-    it has one). Returns (subsegment or None, header value or None): the subsegment is never
-    made the current entity (end it with ``end_request``); the header value is what to set as
-    ``X-Amzn-Trace-Id`` (None: leave the request's headers alone). A value the caller set is
-    kept; one this module made for an earlier exchange (clients copy a request's headers into
-    the request that follows a redirect, or send a request again) is replaced. Inside an AWS
-    call or an unsampled request there is no subsegment but the header goes on, as for
-    http.client."""
-    if existing is not None and existing not in _injected[0]:
-        existing = True  # the caller's: kept
-    else:
-        existing = None
-    tracer = get_tracer()
-    if not tracer.enabled or internal.get():
-        return None, None  # the agent's own work, or inside an exchange already recorded
-    cur = _current.get()
-    if cur is None:
-        if tracer.context_missing == "ignore" or getattr(
-                threading.current_thread(), INTERNAL, False):
-            return None, None
-    cfg = tracer.config
-    if port is None:
-        port = DEFAULT_PORTS.get(scheme)
-    if is_daemon(host, port, cfg):
-        return None, None
-    if cur is not None and (not cur.sampled or cur.namespace == "aws"):
-        return None, None if existing else tracer.outgoing_header(None)
-    key = (scheme, host, port, method, target)
-    if _requests[0] is not cfg:
-        _requests[1] = {}
-        _requests[0] = cfg
-    table = _requests[1]
-    known = table.get(key)
-    if known is None:
-        if "@" in host:
-            host = host[host.rfind("@") + 1 :]
-        origin = origin_of(scheme, host, port, DEFAULT_PORTS.get(scheme))
-        known = (_name(host), {"method": method if len(method) <= 250 else method[:250],
-                               "url": _url(origin, target or "/", cfg.redact_query_params)})
-        if len(table) >= REQUESTS_CACHED:
-            table = _requests[1] = {}
-        table[key] = known
-    if cur is not None:
-        sub = Subsegment(known[0], cur, "remote")
-    else:
-        sub = tracer.begin_subsegment(known[0], "remote")  # XRAY_CONTEXT_MISSING decides
-        if sub is None:
-            return None, None
-        _current.set(None)
-    sub.http = {"request": known[1].copy()}
-    if existing:
-        return sub, None
-    value = tracer.outgoing_header(sub)
-    injected = _injected[0]
-    if len(injected) >= INJECTED_KEPT:
-        injected = _injected[0] = {}
-    injected[value] = True
-    return sub, value
-
-
-# the header values begin_request made lately (see there); replaced when full, never cleared
-# in place
-INJECTED_KEPT = 1024
-_injected: list = [{}]
-
-
-def end_request(sub, status=None, length=None, exc=None) -> None:
-    """End an exchange begun by ``begin_request``: with the response's status (and length), or
-    with the exception the client raised."""
-    try:
-        if exc is not None:
-            record_exception(sub, exc)
-        elif status is not None:
-            record_response(sub, status, length)
-    finally:
-        get_tracer().end_subsegment(sub)
-
-
 def _inject(conn, value) -> None:
     """Add ``X-Amzn-Trace-Id: value`` to the headers being written unless the caller set one."""
     if value is None:
@@ -530,30 +434,6 @@ def connect_end(conn, started, exc=None) -> None:
     attach_phases(tracer, failed, rec, exc)
     record_exception(failed, exc)
     tracer.end_subsegment(failed, end_time=rec.end)
-
-
-def phases_begin(sub, tls):
-    """For a client whose connection is opened inside an exchange ``sub`` already begun
-    (httpx): start timing the phases of that connect. Returns what ``phases_end`` takes."""
-    rec = _Phases(None, sub.parent, tls)
-    return rec, _recording.set(rec), sub
-
-
-def dialed() -> None:
-    """The TCP socket of the connect being timed in this context is connected."""
-    rec = _recording.get()
-    if rec is not None and rec.tcp_end is None:
-        rec.tcp_end = _time()
-
-
-def phases_end(started, exc=None) -> None:
-    rec, token, sub = started
-    rec.end = _time()
-    try:
-        _recording.reset(token)
-    except ValueError:  # ended in another context
-        _recording.set(None)
-    attach_phases(get_tracer(), sub, rec, exc)
 
 
 def _phase(name, parent, start, end, failed=False):

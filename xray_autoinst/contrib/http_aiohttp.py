@@ -21,7 +21,7 @@ http.client and httpx.
 
 from __future__ import annotations
 
-from . import _http
+from . import _http, _http_data
 
 SUB = "_xray_autoinst_sub"  # the open exchange, on a ClientRequest then its ClientResponse
 _HEADER = "X-Amzn-Trace-Id"
@@ -34,11 +34,11 @@ def get_version():
 
 
 def _begin(req):
-    if _http.idle():
+    if _http_data.idle():
         return None
     url = req.url
     headers = req.headers
-    sub, value = _http.begin_request(
+    sub, value = _http_data.begin_request(
         url.scheme, url.host or "", url.port, req.method, url.raw_path_qs,
         headers.get(_HEADER))
     if value is not None:
@@ -48,7 +48,7 @@ def _begin(req):
 
 def _end(sub, status=None, length=None, exc=None) -> None:
     try:
-        _http.end_request(sub, status, length, exc)
+        _http_data.end_request(sub, status, length, exc)
     except Exception:  # noqa: BLE001
         _http.fail("aiohttp")
 

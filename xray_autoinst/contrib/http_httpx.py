@@ -8,7 +8,7 @@ instances too). The exchange begins there, before httpcore writes the request, a
 the response's stream is closed -- at once for ``client.get(...)`` (httpx reads the body and
 closes it), when the ``with client.stream(...)`` block ends for a streamed response -- or with
 the exception the transport or the body raised. What is recorded (name, URL cleaned and
-redacted, status flags, cause) is ``_http``'s, shared with http.client.
+redacted, status flags, cause) is ``_http``'s (through ``_http_data``), shared with http.client.
 
 A new connection opened for the exchange gets ``connect`` with ``dns`` (sync clients: the
 lookup runs in the calling thread; the async ones resolve in a worker thread, so there the
@@ -24,7 +24,7 @@ underneath (a transport built on another client) records nothing more.
 from __future__ import annotations
 
 from ..core.entities import Subsegment
-from . import _http
+from . import _http, _http_data
 
 _HEADER = "x-amzn-trace-id"
 
@@ -37,11 +37,11 @@ def get_version():
 
 def _begin(request):
     """(subsegment or None) for ``request``, the trace header added to it."""
-    if _http.idle():
+    if _http_data.idle():
         return None
     url = request.url
     headers = request.headers
-    sub, value = _http.begin_request(
+    sub, value = _http_data.begin_request(
         url.scheme, url.host, url.port, request.method,
         url.raw_path.decode("ascii", "replace"), headers.get(_HEADER))
     if value is not None:
@@ -119,7 +119,7 @@ def _traced_handle_async_request(original):
 
 def _failed(sub, exc) -> None:
     try:
-        _http.end_request(sub, exc=exc)
+        _http_data.end_request(sub, exc=exc)
     except Exception:  # noqa: BLE001
         _http.fail("httpx")
 
@@ -129,12 +129,12 @@ def _phases_begin(connection):
     sub = _http.internal.get()
     if sub.__class__ is not Subsegment:
         return None
-    return _http.phases_begin(sub, connection._origin.scheme in (b"https", b"wss"))
+    return _http_data.phases_begin(sub, connection._origin.scheme in (b"https", b"wss"))
 
 
 def _phases_end(started, exc=None):
     try:
-        _http.phases_end(started, exc)
+        _http_data.phases_end(started, exc)
     except Exception:  # noqa: BLE001
         _http.fail("httpx connect")
 
@@ -183,7 +183,7 @@ def _traced_connect_tcp(original):
     def connect_tcp(self, *args, **kwargs):
         stream = original(self, *args, **kwargs)
         try:
-            _http.dialed()
+            _http_data.dialed()
         except Exception:  # noqa: BLE001
             _http.fail("httpx connect")
         return stream
@@ -195,7 +195,7 @@ def _traced_async_connect_tcp(original):
     async def connect_tcp(self, *args, **kwargs):
         stream = await original(self, *args, **kwargs)
         try:
-            _http.dialed()
+            _http_data.dialed()
         except Exception:  # noqa: BLE001
             _http.fail("httpx connect")
         return stream
@@ -235,10 +235,10 @@ class _Ending:
         self._xray_sub = None
         try:
             if exc is None:
-                _http.end_request(sub, self._xray_status, self._xray_length)
+                _http_data.end_request(sub, self._xray_status, self._xray_length)
             else:
                 _http.record_response(sub, self._xray_status, self._xray_length)
-                _http.end_request(sub, exc=exc)
+                _http_data.end_request(sub, exc=exc)
         except Exception:  # noqa: BLE001
             _http.fail("httpx")
 
