@@ -54,16 +54,16 @@ def _end(sub, status=None, length=None, exc=None) -> None:
 
 
 def _traced_connect(original):
-    async def connect(self, req, traces, timeout):
+    async def connect(self, req, *args, **kwargs):
         sub = None
         try:
             sub = _begin(req)
         except Exception:  # noqa: BLE001
             _http.fail("aiohttp")
         if sub is None:
-            return await original(self, req, traces, timeout)
+            return await original(self, req, *args, **kwargs)
         try:
-            conn = await original(self, req, traces, timeout)
+            conn = await original(self, req, *args, **kwargs)
         except BaseException as exc:
             _end(sub, exc=exc)
             raise
@@ -74,13 +74,13 @@ def _traced_connect(original):
 
 
 def _traced_send(original):
-    async def send(self, conn):
+    async def send(self, *args, **kwargs):
         sub = self._xray_autoinst_sub
         if sub is None:
-            return await original(self, conn)
+            return await original(self, *args, **kwargs)
         self._xray_autoinst_sub = None
         try:
-            response = await original(self, conn)
+            response = await original(self, *args, **kwargs)
         except BaseException as exc:
             _end(sub, exc=exc)
             raise
@@ -95,13 +95,13 @@ def _traced_send(original):
 
 
 def _traced_start(original):
-    async def start(self, connection):
+    async def start(self, *args, **kwargs):
         sub = self._xray_autoinst_sub
         if sub is None:
-            return await original(self, connection)
+            return await original(self, *args, **kwargs)
         self._xray_autoinst_sub = None
         try:
-            result = await original(self, connection)
+            result = await original(self, *args, **kwargs)
         except BaseException as exc:
             _end(sub, exc=exc)
             raise
