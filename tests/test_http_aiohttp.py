@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from test_http_httpx import AsyncServer
 from test_http_servers import parse_trace_header
-from xray_testing import free_port, install_tracer, only_doc, segment, subs, validate
+from xray_testing import free_port, install_tracer, names, only_doc, segment, subs, validate
 
 from xray_autoinst.contrib import _http, _http_data, http_aiohttp
 from xray_autoinst.core.tracer import current_entity
@@ -84,6 +84,11 @@ def test_keep_alive_reuse_and_post(tracer, patched, server):
     one, two, posted = subs(only_doc(emitter))
     assert [s["http"]["request"]["method"] for s in (one, two, posted)] == ["GET", "GET", "POST"]
     assert len({r["conn"] for r in server.requests}) == 1  # one connection, reused
+    # the new connection has its phases, within the exchange; the reuses have none
+    [connect] = subs(one)
+    assert connect["name"] == "connect" and names(connect) == ["dns", "dial"]
+    assert one["start_time"] <= connect["start_time"] <= connect["end_time"] <= one["end_time"]
+    assert "subsegments" not in two and "subsegments" not in posted
     assert "payload-secret" not in emitter.raw[0]
 
 
@@ -150,6 +155,9 @@ def test_connection_refused_fault_and_cause_error_unchanged(tracer):
     [exc] = sub["cause"]["exceptions"]
     assert exc["type"] == "ClientConnectorError" and exc["remote"] is True
     assert not any("xray_autoinst" in f["path"] for f in exc["stack"])
+    [connect] = subs(sub)
+    assert connect["fault"] is True and names(connect) == ["dns", "dial"]
+    assert subs(connect)[1]["fault"] is True and "fault" not in subs(connect)[0]
 
 
 def test_server_closing_without_response(tracer, patched):
@@ -299,14 +307,15 @@ def test_many_tasks_on_one_loop_each_under_its_own_segment(tracer, patched, serv
 def test_wrappers_stay_coroutine_functions(patched):
     from aiohttp import client_reqrep, connector
 
-    for method in (connector.BaseConnector.connect, client_reqrep.ClientRequest.send,
+    for method in (connector.BaseConnector.connect, connector.TCPConnector._create_connection,
+                   connector.TCPConnector._resolve_host, client_reqrep.ClientRequest.send,
                    client_reqrep.ClientResponse.start):
         assert inspect.iscoroutinefunction(method)
 
 
 @pytest.mark.parametrize("helper", [
     "_http_data.idle", "_http_data.begin_request", "_http_data.end_request",
-    "_http.record_response", "_http._url"])
+    "_http.record_response", "_http._url", "_http_data.phases_end"])
 def test_instrumentation_failure_leaves_calls_unchanged(server, patched, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 
@@ -337,13 +346,15 @@ def test_unpatch_restores_everything():
 
     def methods():
         return (connector.BaseConnector.__dict__["connect"],
+                connector.TCPConnector.__dict__["_create_connection"],
+                connector.TCPConnector.__dict__["_resolve_host"],
                 client_reqrep.ClientRequest.__dict__["send"],
                 client_reqrep.ClientResponse.__dict__["start"])
 
     before = methods()
     http_aiohttp.patch()
     http_aiohttp.patch()
-    assert methods() != before
+    assert all(a is not b for a, b in zip(methods(), before, strict=True))
     http_aiohttp.unpatch()
     assert methods() == before
     assert "_xray_autoinst_sub" not in client_reqrep.ClientRequest.__dict__
