@@ -260,6 +260,50 @@ def test_context_missing_call_makes_a_trace_per_call(server, patched):
     assert parse_trace_header(server.trace_headers()[0])["Parent"] == sub["id"]
 
 
+def test_a_traced_layer_underneath_records_nothing_more(tracer, patched, server):
+    """A transport whose connection pool sends through http.client (traced too): one
+    subsegment, the httpx exchange's, and one header, its own."""
+    import http.client
+
+    import httpcore
+
+    from xray_autoinst.contrib import http_client
+
+    class ViaHttpClient:
+        def handle_request(self, req):
+            conn = http.client.HTTPConnection(req.url.host.decode(), req.url.port, timeout=10)
+            conn.request(req.method.decode(), req.url.target.decode(),
+                         headers={k.decode(): v.decode() for k, v in req.headers})
+            r = conn.getresponse()
+            body = r.read()
+            conn.close()
+            return httpcore.Response(r.status, headers=r.getheaders(), content=body)
+
+        def close(self):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    t, emitter = tracer
+    transport = httpx.HTTPTransport()
+    transport._pool = ViaHttpClient()
+    http_client.patch()
+    try:
+        with segment(t):
+            with httpx.Client(transport=transport) as client:
+                assert client.get(server.url("/nested")).text == "hello"
+    finally:
+        http_client.unpatch()
+    [sub] = subs(only_doc(emitter))
+    assert sub["http"]["request"]["url"] == server.url("/nested") and "subsegments" not in sub
+    [hdr] = server.trace_headers()
+    assert parse_trace_header(hdr)["Parent"] == sub["id"]
+
+
 # -- connection phases ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
