@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) pyproject.toml
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo services lint bench bench-quick clean
+.PHONY: test demo services system-deps lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,10 @@ $(STAMP): $(BIN)/python $(SOURCES) requirements-demo.txt
 services:
 	@bash scripts/services.sh
 
-test: $(STAMP) services
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps services
 	$(BIN)/tox -e py311 -- $(ARGS)
 
 lint: $(STAMP)

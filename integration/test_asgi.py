@@ -17,6 +17,7 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    start_traced,
     stop,
     validate,
     wait_http,
@@ -33,20 +34,7 @@ ROOT_ID = "1-5759e988-bd862e3fe1be46a994272793"
 
 
 def start(cmd, daemon, cwd=APPS, warmup="/warmup", **env):
-    import subprocess
-
-    port = free_port()
-    full = [c.replace("{port}", str(port)) for c in cmd]
-    p = subprocess.Popen(xray_run(*full), cwd=cwd, env=agent_env(daemon, **env),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_http(port, warmup, proc=p, timeout=40)
-        daemon.wait(1, timeout=15)  # the warm-up request's segment
-        daemon.clear()
-    except BaseException:
-        print(stop(p))
-        raise
-    return p, port
+    return start_traced(cmd, daemon, cwd, warmup, **env)
 
 
 def get(port, path, headers=None):

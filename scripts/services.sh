@@ -32,6 +32,41 @@ if port_open 5432 && command -v psql >/dev/null 2>&1; then
   fi
 fi
 
+# Redis on 127.0.0.1:6379
+if port_open 6379; then
+  echo "services: Redis is running on 127.0.0.1:6379"
+elif command -v redis-server >/dev/null 2>&1; then
+  echo "services: starting Redis"
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save "" >/dev/null 2>&1 || true
+  if wait_port 6379; then echo "services: Redis started"; else
+    echo "services: Redis did not start"; status=1; fi
+else
+  echo "services: Redis is not installed (apt-get install redis-server); its tests will be skipped outside CI"
+  [ "${CI:-}" = "true" ] && status=1
+fi
+
+# MariaDB on 127.0.0.1:3306 (database "test", root without a password over TCP)
+if port_open 3306; then
+  echo "services: MariaDB is running on 127.0.0.1:3306"
+elif [ -x /etc/init.d/mariadb ] || [ -x /etc/init.d/mysql ]; then
+  echo "services: starting MariaDB"
+  { /etc/init.d/mariadb start || /etc/init.d/mysql start; } >/dev/null 2>&1 || true
+  if wait_port 3306; then echo "services: MariaDB started"; else
+    echo "services: MariaDB did not start"; status=1; fi
+else
+  echo "services: MariaDB is not installed (apt-get install mariadb-server); its tests will be skipped outside CI"
+  [ "${CI:-}" = "true" ] && status=1
+fi
+
+if port_open 3306 && command -v mysql >/dev/null 2>&1; then
+  # the tests log in as root without a password over TCP, into database "test"
+  if ! mysql -h 127.0.0.1 -u root -e 'use test' >/dev/null 2>&1; then
+    mysql -u root -e "CREATE DATABASE IF NOT EXISTS test;
+      ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('')
+      OR unix_socket;" >/dev/null 2>&1 || true
+  fi
+fi
+
 if [ "${CI:-}" = "true" ] && [ $status -ne 0 ]; then
   echo "services: a service the suite needs is missing (CI=true makes that a failure)"
   exit 1

@@ -3,6 +3,7 @@ and requests; connection phases; the trace header on the wire; redaction; the ag
 traffic; failures that must not reach the application."""
 
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -340,7 +341,8 @@ def test_query_secrets_and_userinfo_are_not_recorded(tracer, patched, server):
         "/q?user=bob&Password=REDACTED&api_key=REDACTED&X-Amz-Signature=REDACTED&page=2")
     assert proxied["name"] == "example.test"
     assert proxied["http"]["request"]["url"] == "http://example.test:8080/p?token=REDACTED&q=1"
-    text = str(doc)
+    # (random entity ids may hold "abc" by chance: they are not what is checked)
+    text = re.sub(r"'(1-[0-9a-f]{8}-)?[0-9a-f]{16,24}'", "''", str(doc))
     for secret in ("hunter2", "k1", "s1", "s3cret", "alice", "abc"):
         assert secret not in text.replace("http", "")
 

@@ -120,6 +120,8 @@ def agent_env(daemon: FakeDaemon | None = None, **extra) -> dict:
     env["XRAY_SAMPLING"] = "local"
     env["XRAY_SAMPLING_RULES"] = '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}'
     env["XRAY_AUTOINST_RAISE"] = "1"
+    # never a real metadata address from a test, whatever machine runs it
+    env["XRAY_AUTOINST_IMDS_ENDPOINT"] = "http://127.0.0.1:9"
     if daemon is not None:
         env["AWS_XRAY_DAEMON_ADDRESS"] = daemon.address
     env.update({k: str(v) for k, v in extra.items()})
@@ -128,6 +130,23 @@ def agent_env(daemon: FakeDaemon | None = None, **extra) -> dict:
 
 def xray_run(*args: str) -> list[str]:
     return [str(BIN / "xray-run"), *args]
+
+
+def start_traced(cmd, daemon, cwd, warmup="/warmup", timeout=40.0, **env):
+    """Start ``xray-run <cmd>`` (``{port}`` in it replaced by a free port) and wait until it
+    answers ``warmup`` and that request's segment arrived; returns (process, port)."""
+    port = free_port()
+    full = [c.replace("{port}", str(port)) for c in cmd]
+    p = subprocess.Popen(xray_run(*full), cwd=cwd, env=agent_env(daemon, **env),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(port, warmup, proc=p, timeout=timeout)
+        daemon.wait(1, timeout=15)  # the warm-up request's segment
+        daemon.clear()
+    except BaseException:
+        print(stop(p))
+        raise
+    return p, port
 
 
 def wait_http(port: int, path: str = "/", timeout: float = 20.0, proc=None) -> None:
@@ -210,6 +229,7 @@ def install_tracer(env: dict | None = None):
     base = {
         "XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 1.0}}',
         "XRAY_AUTOINST_RAISE": "1",
+        "XRAY_AUTOINST_IMDS_ENDPOINT": "http://127.0.0.1:9",
     }
     base.update(env or {})
     emitter = CollectingEmitter()

@@ -24,6 +24,21 @@ AWS_CONTEXT_MISSING = "AWS_XRAY_CONTEXT_MISSING"
 SQL_QUERIES = "XRAY_SQL_QUERIES"
 REDACT_QUERY_PARAMS = "XRAY_REDACT_QUERY_PARAMS"
 ROUTE_ANNOTATION = "XRAY_ROUTE_ANNOTATION"
+PROPAGATORS = "XRAY_PROPAGATORS"
+LOG_CORRELATION = "XRAY_LOG_CORRELATION"
+LOG_GROUP_NAMES = "XRAY_LOG_GROUP_NAMES"
+SERVICE_VERSION = "XRAY_SERVICE_VERSION"
+RESOURCE_DETECTION = "XRAY_RESOURCE_DETECTION"
+# Read (never set) to find where the service runs: ECS's task metadata endpoint, Kubernetes.
+ECS_METADATA_URI = "ECS_CONTAINER_METADATA_URI_V4"
+K8S_HOST = "KUBERNETES_SERVICE_HOST"
+K8S_PORT = "KUBERNETES_SERVICE_PORT"
+# Internal (tests): the EC2 instance metadata endpoint, a directory standing in for the file
+# system root where resource files are read (/sys, /proc, /var), the Kubernetes API base URL.
+IMDS_ENDPOINT = "XRAY_AUTOINST_IMDS_ENDPOINT"
+RESOURCE_ROOT = "XRAY_AUTOINST_RESOURCE_ROOT"
+K8S_API = "XRAY_AUTOINST_K8S_API"
+PROPAGATOR_CHOICES = ("xray", "tracecontext")
 # Set by the launcher: which Python installation it prepared ("<sys.prefix>|<major.minor>").
 EXPECT = "XRAY_AUTOINST_EXPECT"
 # Test switch: hooks and patchers re-raise instead of logging.
@@ -61,6 +76,16 @@ class Config:
         "sampling_poll": 10.0,  # seconds between SamplingTargets calls (internal)
         "trust_trace_header": True,
         "route_annotation": True,
+        "propagators": PROPAGATOR_CHOICES,
+        "log_correlation": False,
+        "log_groups": (),  # CloudWatch log group names or ARNs
+        "service_version": None,
+        "resource_detection": True,
+        "ecs_metadata_uri": None,
+        "k8s_host": None,  # "host:port" of the Kubernetes API when running in a pod
+        "imds_endpoint": "http://169.254.169.254",
+        "resource_root": "/",
+        "k8s_api": None,
         "log_level": "warning",
         "context_missing": "ignore",
         "sql_queries": "sanitized",
@@ -342,10 +367,62 @@ def from_env(environ=None) -> Config:
     else:
         record(REDACT_QUERY_PARAMS, DEFAULT_REDACT, "default")
 
+    _fleet(get, record, problems, kw)
+
     raw = get(RAISE)
     kw["reraise"] = raw is not None and raw.strip().lower() in _TRUE
 
     return Config(sources=sources, problems=tuple(problems), **kw)
+
+
+def _fleet(get, record, problems, kw) -> None:
+    """Propagation, log correlation and where the service runs."""
+    raw = get(PROPAGATORS)
+    if raw is not None:
+        chosen = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+        bad = [p for p in chosen if p not in PROPAGATOR_CHOICES]
+        if bad or not chosen:
+            problems.append(_bad(PROPAGATORS, raw, "a comma-separated list of xray, tracecontext",
+                                 "xray,tracecontext"))
+            record(PROPAGATORS, raw, "invalid: xray,tracecontext")
+        else:
+            kw["propagators"] = tuple(dict.fromkeys(chosen))
+            record(PROPAGATORS, ",".join(kw["propagators"]), "env")
+    else:
+        record(PROPAGATORS, "xray,tracecontext", "default")
+
+    for var, field, default in ((LOG_CORRELATION, "log_correlation", False),
+                                (RESOURCE_DETECTION, "resource_detection", True)):
+        raw = get(var)
+        if raw is not None:
+            n = len(problems)
+            kw[field] = parse_bool(var, raw, default, problems)
+            record(var, raw, "env" if len(problems) == n else "invalid")
+        else:
+            record(var, str(default).lower(), "default")
+
+    raw = get(LOG_GROUP_NAMES)
+    if raw is not None:
+        kw["log_groups"] = tuple(g.strip() for g in raw.split(",") if g.strip())
+        record(LOG_GROUP_NAMES, raw, "env")
+    else:
+        record(LOG_GROUP_NAMES, "unset", "default")
+    raw = get(SERVICE_VERSION)
+    if raw is not None:
+        kw["service_version"] = raw.strip()[:250]
+        record(SERVICE_VERSION, kw["service_version"], "env")
+    else:
+        record(SERVICE_VERSION, "unset", "default")
+
+    kw["ecs_metadata_uri"] = get(ECS_METADATA_URI)
+    host = get(K8S_HOST)
+    if host is not None:
+        kw["k8s_host"] = f"{host.strip()}:{(get(K8S_PORT) or '443').strip()}"
+    for var, field in ((IMDS_ENDPOINT, "imds_endpoint"), (RESOURCE_ROOT, "resource_root"),
+                       (K8S_API, "k8s_api")):
+        raw = get(var)
+        if raw is not None:
+            kw[field] = raw.strip()
 
 
 # Documentation of every variable (rendered into the README and by ``xray-run --check``).
@@ -368,6 +445,15 @@ DOCS = (
     (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
     (ROUTE_ANNOTATION, "true", "Record the framework's route template (FastAPI/Starlette, "
      "Django, Flask) as the annotation http_route; false: don't."),
+    (PROPAGATORS, "xray,tracecontext", "Trace context read from requests and sent downstream: "
+     "xray (X-Amzn-Trace-Id), tracecontext (W3C traceparent/tracestate); X-Ray's wins when both."),
+    (LOG_CORRELATION, "false", "true: also put the trace id into the log format of applications "
+     "that call logging.basicConfig() without a format."),
+    (LOG_GROUP_NAMES, "unset", "CloudWatch log groups (names or ARNs, comma-separated) recorded "
+     "on segments as aws.cloudwatch_logs, for the console's logs-for-this-trace link."),
+    (SERVICE_VERSION, "unset", "The application's version, recorded as service.version."),
+    (RESOURCE_DETECTION, "true", "Detect where the service runs (Elastic Beanstalk, EKS, ECS, "
+     "EC2) in the background and record origin and aws.* on segments; false: don't."),
     (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
     (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
     (AWS_CONTEXT_MISSING, "unset", "Standard SDK values: RUNTIME_ERROR/LOG_ERROR = log, "

@@ -24,10 +24,15 @@ INTEGRATIONS = {
     # context follows the work into threads
     "threading": (("threading",), "xray_autoinst.contrib.ctx_threading", None),
     "futures": (("concurrent.futures.thread",), "xray_autoinst.contrib.ctx_futures", None),
+    # log records carry the trace id
+    "logging": (("logging",), "xray_autoinst.contrib.log_logging", None),
     # outbound HTTP and AWS
     "httplib": (("http.client",), "xray_autoinst.contrib.http_client", None),
     "urllib3": (("urllib3.connection",), "xray_autoinst.contrib.http_urllib3", "urllib3"),
     "botocore": (("botocore.client",), "xray_autoinst.contrib.aws_botocore", "botocore"),
+    "aiobotocore": (
+        ("aiobotocore.client",), "xray_autoinst.contrib.aws_aiobotocore", "aiobotocore"
+    ),
     "httpx": (("httpx",), "xray_autoinst.contrib.http_httpx", "httpx"),
     "aiohttp": (
         ("aiohttp.client_reqrep", "aiohttp.connector"), "xray_autoinst.contrib.http_aiohttp",
@@ -39,6 +44,16 @@ INTEGRATIONS = {
     "psycopg2": (
         ("psycopg2",), "xray_autoinst.contrib.db_psycopg2", ("psycopg2-binary", "psycopg2")
     ),
+    "pymysql": (("pymysql.cursors",), "xray_autoinst.contrib.db_pymysql", "PyMySQL"),
+    "mysqlclient": (
+        ("MySQLdb.connections",), "xray_autoinst.contrib.db_mysqlclient", "mysqlclient"
+    ),
+    "asyncpg": (("asyncpg.connection",), "xray_autoinst.contrib.db_asyncpg", "asyncpg"),
+    # aiosqlite's thread runs each call in the caller's context; sqlite3 records the statement
+    "aiosqlite": (("aiosqlite.core",), "xray_autoinst.contrib.db_aiosqlite", "aiosqlite"),
+    # caches
+    "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
+    "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"

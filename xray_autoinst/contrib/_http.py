@@ -47,6 +47,7 @@ from ..core.urls import clean_url, redact_query
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _TRACE_HEADER_LINE = b"\nx-amzn-trace-id:"
 _TRACE_HEADER_PREFIX = b"X-Amzn-Trace-Id: "
+_TRACEPARENT_LINE = b"\ntraceparent:"
 _STATE = "_HTTPConnection__state"  # http.client's request state, name-mangled
 _REQ_STARTED = "Request-started"  # http.client._CS_REQ_STARTED: putheader is allowed
 # State kept on connections, as attributes whose class defaults (None) are set on
@@ -229,6 +230,8 @@ def begin_exchange(conn) -> None:
         if pending is not None and pending.entity is cur and cur.sampled:
             attach_phases(tracer, cur, pending, None)
         _inject(conn, tracer.outgoing_header(None))
+        if tracer.use_w3c and _TRACEPARENT_LINE not in b"\n".join(conn._buffer or ()).lower():
+            _inject_w3c(conn, tracer, cur)
         return
     server = _server(conn, tracer)
     if server[3] or conn._xray_autoinst_internal or internal.get() or (
@@ -264,13 +267,27 @@ def begin_exchange(conn) -> None:
         attach_phases(tracer, sub, pending, None)
     conn._xray_autoinst_sub = sub
     # the trace header (as _inject, inlined: this runs on every request)
-    if _TRACE_HEADER_LINE in b"\n".join(buf).lower():
+    written = b"\n".join(buf).lower()
+    if tracer.use_w3c and _TRACEPARENT_LINE not in written:
+        _inject_w3c(conn, tracer, sub)
+    if _TRACE_HEADER_LINE in written:
         return  # set by the caller
     value = tracer.outgoing_header(sub)
+    if value is None:
+        return  # the xray propagator is off
     if conn._HTTPConnection__state == _REQ_STARTED:
         buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
     else:
         conn.putheader(TRACE_HEADER, value)
+
+
+def _inject_w3c(conn, tracer, entity) -> None:
+    """``traceparent`` (and ``tracestate``) for the request being written."""
+    for name, value in tracer.w3c_headers(entity):
+        if getattr(conn, _STATE, None) == _REQ_STARTED and getattr(conn, "_buffer", None):
+            conn._buffer.append(name.encode("ascii") + b": " + value.encode("latin-1"))
+        else:
+            conn.putheader(name, value)
 
 
 # [config, {(origin, request line): (name, http.request)}]: what a request line records,

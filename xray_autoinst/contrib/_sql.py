@@ -14,7 +14,9 @@ Sanitizer
       digits inside identifiers or parameters (``t1``, ``$1``, ``?1``);
     - comments (``-- ...``, nested ``/* ... */``) are removed;
     - quoted identifiers (``"..."``, backticks) and keywords (``TRUE``, ``NULL``) are kept;
-    - an unterminated literal or comment swallows the rest of the text.
+    - an unterminated literal or comment swallows the rest of the text;
+    - with ``mysql`` (MySQL / MariaDB): ``"..."`` is a string too (with backslash escapes
+      when ``backslash_escapes``), and ``# ...`` is a comment.
 
     Then whitespace runs become one space, lists of placeholders after ``IN`` become ``IN (?)``,
     repeated identical rows of placeholders in ``VALUES`` become one row and ``, ...``, and the
@@ -64,9 +66,18 @@ _STEP = re.compile(
     """,
     re.X | re.S,
 )
+# MySQL / MariaDB: "..." is a string (unless ANSI_QUOTES), ``#`` starts a comment to the end of
+# the line; the step expression is the same one with those two tokens added
+_PLAIN_RUN = r"""[^'"`\-/$\w.?]+"""
+_STEP_MYSQL = re.compile(
+    _STEP.pattern.replace(_PLAIN_RUN, _PLAIN_RUN[:-2] + r"\#]+", 1).replace(
+        "| (?P<lc>--)", r"| (?P<lc>--|\#)", 1),
+    re.X | re.S,
+)
 _STD_BODY = re.compile(r"[^']*(?:''[^']*)*'")
 _BSL_BODY = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.S)
 _DQ_BODY = re.compile(r'[^"]*(?:""[^"]*)*"')
+_DQ_BSL_BODY = re.compile(r'[^"\\]*(?:(?:\\.|"")[^"\\]*)*"', re.S)
 _BT_BODY = re.compile(r"[^`]*(?:``[^`]*)*`")
 _COMMENT_PART = re.compile(r"/\*|\*/")
 
@@ -78,12 +89,12 @@ _IN_LIST = re.compile(
 _ROWS = re.compile(r"(\(\s*%s(?:\s*,\s*%s)*\s*\))(?:\s*,\s*\1)+" % (_PH, _PH), re.I)
 
 
-def _scan(query: str, backslash_escapes: bool) -> str:
+def _scan(query: str, backslash_escapes: bool, mysql: bool = False) -> str:
     out = []
     append = out.append
     pos = 0
     n = len(query)
-    step = _STEP.match
+    step = (_STEP_MYSQL if mysql else _STEP).match
     string_body = _BSL_BODY if backslash_escapes else _STD_BODY
     limit = _SCAN_LIMIT  # the output is shorter than the input consumed so far
     while pos < n:
@@ -124,6 +135,10 @@ def _scan(query: str, backslash_escapes: bool) -> str:
             close = query.find(tag, end)
             end = n if close < 0 else close + len(tag)
             append("?")
+        elif kind == "dq" and mysql:  # a string
+            b = (_DQ_BSL_BODY if backslash_escapes else _DQ_BODY).match(query, end)
+            end = b.end() if b is not None else n
+            append("?")
         elif kind == "dq" or kind == "bt":
             b = (_DQ_BODY if kind == "dq" else _BT_BODY).match(query, end)
             if b is None:
@@ -158,8 +173,8 @@ def _scan(query: str, backslash_escapes: bool) -> str:
     return "".join(out)
 
 
-def _sanitize(query: str, backslash_escapes: bool = False) -> str:
-    text = " ".join(_scan(query, backslash_escapes).split())
+def _sanitize(query: str, backslash_escapes: bool = False, mysql: bool = False) -> str:
+    text = " ".join(_scan(query, backslash_escapes, mysql).split())
     if "(" in text:
         text = _IN_LIST.sub("(?)", text)
         text = _ROWS.sub(r"\1, ...", text)
@@ -170,22 +185,29 @@ def _sanitize(query: str, backslash_escapes: bool = False) -> str:
 
 _cache: dict = {}
 _cache_bsl: dict = {}
+_cache_mysql: dict = {}  # (query, backslash_escapes) -> text
 
 
-def sanitize(query: str, backslash_escapes: bool = False) -> str:
-    """``query`` with every literal replaced by ``?`` (see the module's docstring)."""
-    cache = _cache_bsl if backslash_escapes else _cache
-    text = cache.get(query)
+def sanitize(query: str, backslash_escapes: bool = False, mysql: bool = False) -> str:
+    """``query`` with every literal replaced by ``?`` (see the module's docstring). ``mysql``:
+    the MySQL/MariaDB dialect, where ``"..."`` is a string and ``#`` starts a comment."""
+    if mysql:
+        cache = _cache_mysql
+        key = (query, backslash_escapes)
+    else:
+        cache = _cache_bsl if backslash_escapes else _cache
+        key = query
+    text = cache.get(key)
     if text is not None:
         return text
-    text = _sanitize(query, backslash_escapes)
+    text = _sanitize(query, backslash_escapes, mysql)
     if len(query) <= CACHE_KEY_MAX:
         if len(cache) >= CACHE_MAX:
             try:  # drop the oldest entry (dicts keep insertion order)
                 del cache[next(iter(cache))]
             except (StopIteration, KeyError, RuntimeError):
                 cache.clear()
-        cache[query] = text
+        cache[key] = text
     return text
 
 
@@ -211,15 +233,16 @@ def query_text(query, context=None):
 class ConnInfo:
     """What every subsegment of one connection shares (computed once per connection)."""
 
-    __slots__ = ("name", "base", "backslash_escapes", "statements", "config")
+    __slots__ = ("name", "base", "backslash_escapes", "statements", "config", "mysql")
 
-    def __init__(self, name, base, backslash_escapes=False):
+    def __init__(self, name, base, backslash_escapes=False, mysql=False):
         self.name = clean_name(name or "database")[0]
         self.base = {k: v for k, v in base.items() if v is not None and v != ""}
         for key in ("url", "user"):
             if key in self.base:
                 self.base[key] = clip(self.base[key])
         self.backslash_escapes = backslash_escapes
+        self.mysql = mysql
         # query text -> the finished ``sql`` dict, shared (read-only) by the subsegments of
         # that statement on this connection; valid for one configuration
         self.statements = {}
@@ -241,7 +264,7 @@ class ConnInfo:
         if cfg.sql_queries != "off":
             text = query if type(query) is str else query_text(query, context)
             if text is not None:
-                sql["sanitized_query"] = sanitize(text, self.backslash_escapes)
+                sql["sanitized_query"] = sanitize(text, self.backslash_escapes, self.mysql)
         if key is not None and len(key) <= CACHE_KEY_MAX:
             if len(self.statements) >= STATEMENTS_MAX:
                 self.statements.clear()
@@ -303,6 +326,56 @@ def _pg_info(dbname, user, host, port, server_version, standard_strings, driver)
         },
         backslash_escapes=str(standard_strings).lower() == "off",
     )
+
+
+def mysql_info(database, user, host, port, unix_socket, server_version, backslash_escapes,
+               driver) -> ConnInfo:
+    """MySQL / MariaDB (PyMySQL, mysqlclient): ``database_type`` from the server's version
+    (``MariaDB`` when it says so), ``mysql://user@host:port/db`` (a Unix socket goes into a
+    ``unix_socket`` query parameter), named ``db@host``."""
+    key = ("mysql", database, user, host, port, unix_socket, server_version,
+           bool(backslash_escapes), driver)
+    return _shared(key, lambda: _mysql_info(*key[1:]))
+
+
+def _mysql_info(database, user, host, port, unix_socket, server_version, backslash_escapes,
+                driver) -> ConnInfo:
+    version = _text(server_version)
+    mariadb = "mariadb" in version.lower()
+    if mariadb and version.startswith("5.5.5-"):  # the prefix MariaDB sends old clients
+        version = version[6:]
+    database = _text(database)
+    user = _text(user)
+    host = _text(host) or "localhost"
+    netloc = _quote(user) + "@" if user else ""
+    query = ""
+    if unix_socket:
+        netloc += "localhost"
+        query = "?unix_socket=" + _quote(_text(unix_socket), safe="/")
+    else:
+        netloc += "[%s]" % host if ":" in host else _quote(host, safe=".-_~")
+        if port:
+            netloc += ":%s" % port
+    return ConnInfo(
+        "%s@%s" % (database or "mysql", "localhost" if unix_socket else host),
+        {
+            "url": "mysql://%s/%s%s" % (netloc, _quote(database), query),
+            "database_type": "MariaDB" if mariadb else "MySQL",
+            "database_version": version,
+            "driver_version": driver,
+            "user": user,
+        },
+        backslash_escapes=backslash_escapes,
+        mysql=True,
+    )
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def sqlite_info(database, uri=False) -> ConnInfo:

@@ -27,7 +27,8 @@ _current = _tracer_mod.current_entity
 _EVENTS_MARK = "_xray_autoinst_events"
 _HANDLER_ID = "xray-autoinst-trace-header"
 _INTERNAL = object()
-_state = {"patched": False, "remote": (), "client_error": None}
+# "aio": aiobotocore's patch (aws_aiobotocore) uses this module's handler and helpers too
+_state = {"patched": False, "aio": False, "remote": (), "client_error": None}
 
 THROTTLE_CODES = frozenset((
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -80,7 +81,7 @@ def _fail(what):
 def _inject_header(request=None, **_kwargs):
     """``before-send`` handler: the trace header on the prepared request (every attempt)."""
     try:
-        if not _state["patched"] or request is None:
+        if not (_state["patched"] or _state["aio"]) or request is None:
             return
         cur = _current.get()
         if cur is None:
@@ -89,9 +90,13 @@ def _inject_header(request=None, **_kwargs):
             attempts = cur.aws.get("retries", -1) + 1
             cur.aws["retries"] = attempts
         headers = request.headers
+        tracer = _tracer_mod.tracer
+        if tracer.use_w3c and "traceparent" not in headers:
+            for name, value in tracer.w3c_headers(cur):
+                headers[name] = value
         if _http.TRACE_HEADER in headers:
             return
-        value = _tracer_mod.tracer.outgoing_header(None)
+        value = tracer.outgoing_header(None)
         if value is not None:
             headers[_http.TRACE_HEADER] = value
     except Exception:  # noqa: BLE001 - an event handler that raises would fail the call
@@ -266,6 +271,13 @@ def _traced_make_api_call(wrapped, instance, args, kwargs):
     return result
 
 
+def load_exceptions(exceptions):
+    """What ``_error`` needs from ``botocore.exceptions`` (shared with aiobotocore)."""
+    _state["client_error"] = exceptions.ClientError
+    _state["remote"] = (exceptions.ClientError, exceptions.HTTPClientError,
+                        exceptions.ConnectionError)
+
+
 def patch():
     from botocore import client as target
     from botocore import exceptions
@@ -274,9 +286,7 @@ def patch():
 
     if getattr(target, "_xray_autoinst_patched", False):
         return
-    _state["client_error"] = exceptions.ClientError
-    _state["remote"] = (exceptions.ClientError, exceptions.HTTPClientError,
-                        exceptions.ConnectionError)
+    load_exceptions(exceptions)
     target.BaseClient._xray_autoinst_events = False
     wrapping.wrap(target.BaseClient, "_make_api_call", _traced_make_api_call)
     _state["patched"] = True

@@ -6,7 +6,9 @@ psycopg 3's connections and cursors are Python classes, so their methods are pat
 ``ClientCursor`` and ``RawCursor`` run), ``ServerCursor.execute`` (the ``DECLARE`` of a named
 cursor), and the same methods of the async classes. Every connection, however it is made
 (``connect``, ``psycopg_pool``, a subclass), is traced, and adapters, row factories, ``copy``
-and pipelines are untouched.
+and pipelines are untouched. The empty statement psycopg_pool's ``check_connection`` sends is
+not recorded. The async methods stay coroutine functions, and each subsegment belongs to the
+awaiting task's context, so concurrent requests on one event loop never see each other's.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def _start(cursor, args, kwargs):
     try:
         conn = cursor._conn
         query = args[0] if args else _sql.first_arg(args, kwargs, "query")
+        if query == "":  # psycopg_pool's check_connection(): a ping, not a statement
+            return None
         return _begin(_info(conn), query, "statement", conn)
     except Exception:  # noqa: BLE001
         _sql.fail_internal("psycopg")

@@ -70,7 +70,7 @@ class XRayMiddleware:
                 or _current.get() is not None:
             return await self.app(scope, receive, send)
         try:
-            raw = host = agent = xff = None
+            raw = host = agent = xff = parent = state = None
             for key, value in scope.get("headers") or ():
                 if key == b"host":
                     host = value
@@ -80,11 +80,21 @@ class XRayMiddleware:
                     agent = value
                 elif key == b"x-forwarded-for":
                     xff = value
-            hdr = _parse(raw.decode("latin-1")) if raw else None
+                elif key == b"traceparent":
+                    parent = value
+                elif key == b"tracestate":
+                    state = value
+            hdr = _parse(raw.decode("latin-1")) if raw and tracer.use_xray else None
+            if hdr is None and parent and tracer.use_w3c:
+                hdr = _header.parse_traceparent(parent.decode("latin-1"))
+            else:
+                state = None
             host = host.decode("latin-1") if host else _server_host(scope)
             method = scope.get("method") or "GET"
             path = scope.get("path") or ""
             seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
+            if state and hdr is not None:
+                seg.tracestate = state.decode("latin-1")[:512]
             echo = "Root=" + seg.trace_id
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"

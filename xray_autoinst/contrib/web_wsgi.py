@@ -72,12 +72,16 @@ class XRayMiddleware:
         if not tracer.enabled:
             return self.app(environ, start_response)
         try:
-            raw = environ.get("HTTP_X_AMZN_TRACE_ID")
+            raw = environ.get("HTTP_X_AMZN_TRACE_ID") if tracer.use_xray else None
             hdr = _parse(raw) if raw else None
+            if hdr is None and tracer.use_w3c and "HTTP_TRACEPARENT" in environ:
+                hdr = _header.parse_traceparent(environ["HTTP_TRACEPARENT"])
             method = environ.get("REQUEST_METHOD", "GET")
             path = environ.get("PATH_INFO", "")
             host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
             seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
+            if hdr is not None and not raw and "HTTP_TRACESTATE" in environ:
+                seg.tracestate = environ["HTTP_TRACESTATE"][:512]
             echo = "Root=" + seg.trace_id
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"

@@ -36,10 +36,22 @@ except ImportError:  # pragma: no cover
         separators=(",", ":"), ensure_ascii=True, check_circular=False, default=repr
     ).encode
 
-AWS_XRAY = (
-    ',"aws":{"xray":{"sdk":"xray-autoinst","sdk_version":%s,"auto_instrumentation":true}}'
-    % _q(__version__)
-)
+_XRAY = '"xray":{"sdk":"xray-autoinst","sdk_version":%s,"auto_instrumentation":true}' % _q(
+    __version__)
+AWS_XRAY = ',"aws":{' + _XRAY + "}"
+# what every segment carries about where it runs (core/resources.py sets it once detected):
+# the origin fragment, the service fragment, the aws block
+_segment_context = ("", "", AWS_XRAY)
+
+
+def set_segment_context(origin=None, service=None, aws=None) -> None:
+    """``origin`` (e.g. AWS::EC2::Instance), the ``service`` block and ``aws`` blocks (ec2, ecs,
+    eks, elastic_beanstalk, cloudwatch_logs) for every segment encoded from now on."""
+    global _segment_context
+    aws_block = ',"aws":{' + "".join(
+        _q(k) + ":" + _dump(v) + "," for k, v in (aws or {}).items() if k != "xray") + _XRAY + "}"
+    _segment_context = (',"origin":' + _q(origin) if origin else "",
+                        ',"service":' + _dump(service) if service else "", aws_block)
 
 
 def _dump(value):
@@ -65,18 +77,23 @@ def _head(e, in_progress=False, truncate=False):
         out += ',"trace_id":"%s"' % e.trace_id_
         if e.parent_id:
             out += ',"parent_id":"%s"' % e.parent_id
+        context = _segment_context
         if e.origin:
             out += ',"origin":' + _q(e.origin)
+        else:
+            out += context[0]
         if e.user:
             out += ',"user":' + _q(e.user)
         if e.service:
             out += ',"service":' + _dump(e.service)
+        else:
+            out += context[1]
     elif e.namespace:
         out += ',"namespace":"%s"' % e.namespace
     if e.http:
         out += _http(e.http)
     if seg is e:
-        out += AWS_XRAY
+        out += context[2]
     elif e.aws:
         out += ',"aws":' + _dump(e.aws)
     if e.sql:

@@ -109,7 +109,8 @@ def _cwd():
 
 
 class Segment(Entity):
-    __slots__ = ("trace_id_", "parent_id", "lock", "origin", "user", "service", "lineage")
+    __slots__ = ("trace_id_", "parent_id", "lock", "origin", "user", "service", "lineage",
+                 "tracestate")
 
     def __init__(self, name, trace_id, parent_id=None, start_time=None):
         Entity.__init__(self, name, start_time)
@@ -122,6 +123,7 @@ class Segment(Entity):
         self.user = None
         self.service = None
         self.lineage = None
+        self.tracestate = None  # W3C tracestate to pass on downstream
 
     @property
     def trace_id(self):
@@ -142,7 +144,7 @@ class UnsampledSegment:
     """What an unsampled request carries: enough to propagate ``Sampled=0`` downstream. Its id
     is made only if a downstream call asks for it."""
 
-    __slots__ = ("trace_id", "_id", "lineage")
+    __slots__ = ("trace_id", "_id", "lineage", "tracestate")
     sampled = False
     segment = property(lambda self: self)
 
@@ -150,6 +152,7 @@ class UnsampledSegment:
         self.trace_id = trace_id
         self._id = None
         self.lineage = lineage
+        self.tracestate = None
 
     @property
     def id(self):

@@ -86,3 +86,32 @@ def format(root: str, parent: str | None, sampled: bool | str, lineage: str | No
     if lineage:
         out += ";Lineage=" + lineage
     return out
+
+
+# -- W3C Trace Context -------------------------------------------------------------------------
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
+
+
+def parse_traceparent(value) -> TraceHeader | None:
+    """A W3C ``traceparent`` as a TraceHeader (the 32 hex digits become ``1-<8>-<24>``, the span
+    id the parent, flag 01 the sampling decision); None when absent or invalid."""
+    if not value or len(value) > 512 or not value.isascii():
+        return None
+    match = _TRACEPARENT.match(value.strip().lower())
+    if match is None:
+        return None
+    version, trace, span, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace == "0" * 32 or span == "0" * 16:
+        return None
+    return TraceHeader("1-" + trace[:8] + "-" + trace[8:], span,
+                       "1" if int(flags, 16) & 1 else "0")
+
+
+def format_traceparent(root: str, parent: str, sampled: bool) -> str | None:
+    """The ``traceparent`` for a downstream call: X-Ray's ``1-<8>-<24>`` root is a W3C trace
+    id once its dashes are removed."""
+    if not root.startswith("1-") or len(root) != 35:
+        return None
+    return "00-" + root[2:10] + root[11:] + "-" + parent + ("-01" if sampled else "-00")

@@ -51,6 +51,8 @@ class Tracer:
                 cfg.tcp_address, self.sampler, lambda: self.service_name, poll=cfg.sampling_poll
             )
         self.trust_header = cfg.trust_trace_header
+        self.use_xray = "xray" in cfg.propagators  # X-Amzn-Trace-Id read and sent
+        self.use_w3c = "tracecontext" in cfg.propagators  # traceparent/tracestate too
         self.context_missing = cfg.context_missing
         self._service_name = cfg.service_name
         self.name_hint = None
@@ -188,10 +190,23 @@ class Tracer:
         """The X-Amzn-Trace-Id value for a downstream call made by ``sub`` (or the current
         entity when ``sub`` is None, e.g. an unsampled request). None outside any trace."""
         entity = sub if sub is not None else _get()
-        if entity is None:
+        if entity is None or not self.use_xray:
             return None
         seg = entity.segment
         return header.format(seg.trace_id, entity.id, entity.sampled, seg.lineage)
+
+    def w3c_headers(self, entity):
+        """W3C ``traceparent`` (and the incoming ``tracestate``, passed on) for a downstream call
+        made by ``entity``: [(name, value)], empty unless the tracecontext propagator is on."""
+        if not self.use_w3c or entity is None:
+            return ()
+        seg = entity.segment
+        value = header.format_traceparent(seg.trace_id, entity.id, entity.sampled)
+        if value is None:
+            return ()
+        if seg.tracestate:
+            return (("traceparent", value), ("tracestate", seg.tracestate))
+        return (("traceparent", value),)
 
     # -- outside a request ---------------------------------------------------------------------
     def _context_missing(self, name):
@@ -306,6 +321,9 @@ def after_fork_in_child():
         _emitter.after_fork_in_child()
         if _configured:
             tracer.after_fork()
+            from . import resources
+
+            resources.after_fork(tracer.config)
     except Exception:  # noqa: BLE001
         pass
 
@@ -343,6 +361,13 @@ def install(cfg: _config.Config, emitter=None) -> Tracer:
     first = not _configured
     _configured = True
     tracer.configure(cfg, emitter)
+    if cfg.enabled:
+        try:  # where the service runs: detected in the background, never on a request's path
+            from . import resources
+
+            resources.start(cfg)
+        except Exception:  # noqa: BLE001
+            _log.get().debug("resource detection could not start", exc_info=True)
     if first:
         atexit.register(tracer.shutdown)
         _flush_on_sigterm()

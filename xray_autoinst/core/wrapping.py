@@ -60,6 +60,26 @@ def wrap(owner, name, wrapper) -> bool:
     return True
 
 
+def wrap_async(owner, name, wrapper) -> bool:
+    """``wrap`` for a coroutine method of a class: the replacement is itself a coroutine
+    function (``inspect.iscoroutinefunction`` still says so) that awaits
+    ``wrapper(wrapped, instance, args, kwargs)``, an ``async def``. ``unwrap`` undoes it."""
+    raw = owner.__dict__.get(name)
+    if raw is None:
+        raw = getattr(owner, name)
+    if is_wrapped(raw):
+        return False
+    original = raw
+
+    @functools.wraps(original)
+    async def method(self, *args, **kwargs):
+        return await wrapper(original.__get__(self, type(self)), self, args, kwargs)
+
+    method.__dict__[MARK] = raw
+    setattr(owner, name, method)
+    return True
+
+
 def unwrap(owner, name) -> bool:
     raw = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
     if isinstance(raw, staticmethod):
