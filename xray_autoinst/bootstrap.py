@@ -35,6 +35,12 @@ def start(environ=None):
             _log.get().warning("%s", problem)
     if not cfg.enabled:
         return cfg
+    if cfg.log_level == "debug":  # (_log is imported above for any level but warning)
+        import os
+
+        _log.get().debug(
+            "xray-autoinst active in pid %d; child interpreters started with -I or -E, or "
+            "with a PYTHONPATH that drops the start-up hook, run untraced", os.getpid())
     for name, (targets, _patcher, _dist) in INTEGRATIONS.items():
         if name in cfg.disabled_instrumentations:
             status[name] = "disabled"

@@ -83,6 +83,8 @@ def report(environ=None) -> tuple[str, bool]:
             lines.append(f"  (until it answers, the {fallback} decides)")
     else:
         lines.append(f"  mode: local, {fallback}")
+    lines.append("")
+    lines.extend(_reach())
     ok = not cfg.problems
     if cfg.problems:
         lines.append("")
@@ -90,6 +92,19 @@ def report(environ=None) -> tuple[str, bool]:
         for p in cfg.problems:
             lines.append(f"  - {p}")
     return "\n".join(lines) + "\n", ok
+
+
+def _reach() -> list[str]:
+    """Where the start-up hook reaches, and where it cannot (issue 12)."""
+    from .launcher import bootstrap_dir
+
+    return [
+        "start-up hook:",
+        f"  {bootstrap_dir()}",
+        "  put on PYTHONPATH by xray-run: every child Python of this installation that",
+        "  inherits it is traced. Untraced: children started with -I or -E, or with an",
+        "  environment whose PYTHONPATH no longer holds this directory (env={...}).",
+    ]
 
 
 def main(argv=None) -> int:

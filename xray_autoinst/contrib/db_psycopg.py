@@ -94,8 +94,12 @@ def _wrap_async(owner, name):
         return
 
     @functools.wraps(raw)
-    async def method(self, *args, **kwargs):
-        return await _async_execute(raw.__get__(self, type(self)), self, args, kwargs)
+    async def method(self, /, *args, **kwargs):
+        try:
+            return await _async_execute(raw.__get__(self, type(self)), self, args, kwargs)
+        except BaseException as exc:
+            wrapping.hide_frames(exc)
+            raise
 
     method.__dict__[wrapping.MARK] = raw
     setattr(owner, name, method)

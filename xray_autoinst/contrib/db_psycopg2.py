@@ -14,6 +14,7 @@ holds real psycopg2 objects: the C functions that check the type of a connection
 from __future__ import annotations
 
 from ..core import wrapping
+from ..core.wrapping import hide_frames
 from . import _sql
 
 
@@ -60,14 +61,26 @@ def _run(cursor, method, args, kwargs, preparation, names=("query",)):
 class TracedCursorMixin:
     __slots__ = ()
 
-    def execute(self, *args, **kwargs):
-        return _run(self, super().execute, args, kwargs, "statement")
+    def execute(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().execute, args, kwargs, "statement")
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def executemany(self, *args, **kwargs):
-        return _run(self, super().executemany, args, kwargs, "statement")
+    def executemany(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().executemany, args, kwargs, "statement")
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def callproc(self, *args, **kwargs):
-        return _run(self, super().callproc, args, kwargs, "call", ("procname",))
+    def callproc(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().callproc, args, kwargs, "call", ("procname",))
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
 
 def _traced_cursor_class(factory):
@@ -105,7 +118,7 @@ def _trace_cursor(cur):
 class TracedConnectionMixin:
     __slots__ = ()  # the traced class has the slot _xray_sql: the connection's description
 
-    def cursor(self, *args, **kwargs):
+    def cursor(self, /, *args, **kwargs):
         # cursor(name=None, cursor_factory=None, withhold=False, scrollable=None)
         if _overrides_cursor(type(self)):
             cur = super().cursor(*args, **kwargs)
@@ -115,6 +128,8 @@ class TracedConnectionMixin:
                 _sql.fail_internal("psycopg2.cursor")
             return cur
         try:
+            # None (or nothing) means the connection's cursor_factory, else the cursor class,
+            # as in psycopg2; a wrong factory goes to the driver as given (its own error)
             if len(args) > 1:
                 factory = args[1] or self.cursor_factory
                 args = (args[0], _traced_cursor_class(factory or _base_cursor())) + args[2:]
@@ -123,7 +138,11 @@ class TracedConnectionMixin:
                 kwargs["cursor_factory"] = _traced_cursor_class(factory or _base_cursor())
         except Exception:  # noqa: BLE001
             _sql.fail_internal("psycopg2.cursor")
-        return super().cursor(*args, **kwargs)
+        try:
+            return super().cursor(*args, **kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
 
 def _base_cursor():

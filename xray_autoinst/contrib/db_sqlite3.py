@@ -15,6 +15,7 @@ in between.
 from __future__ import annotations
 
 from ..core import wrapping
+from ..core.wrapping import hide_frames
 from . import _sql
 
 _FACTORY_POS = 5  # connect(database, timeout, detect_types, isolation_level, check_same_thread,
@@ -46,46 +47,81 @@ def _run(conn, method, args, kwargs, preparation="statement"):
 class TracedCursorMixin:
     __slots__ = ()
 
-    def execute(self, *args, **kwargs):
-        return _run(self.connection, super().execute, args, kwargs)
+    def execute(self, /, *args, **kwargs):
+        try:
+            return _run(self.connection, super().execute, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def executemany(self, *args, **kwargs):
-        return _run(self.connection, super().executemany, args, kwargs)
+    def executemany(self, /, *args, **kwargs):
+        try:
+            return _run(self.connection, super().executemany, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def executescript(self, *args, **kwargs):
-        return _run(self.connection, super().executescript, args, kwargs)
+    def executescript(self, /, *args, **kwargs):
+        try:
+            return _run(self.connection, super().executescript, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
 
 class TracedConnectionMixin:
     # the connection's description, set by the wrapped connect()
     __slots__ = ()  # the traced class has the slot _xray_sql: the connection's description
 
-    def cursor(self, *args, **kwargs):
-        if args:
-            factory = args[0]
-            args = args[1:]
-        else:
-            factory = kwargs.pop("factory", None)
-        if factory is None:
-            factory = _cursor_class()
-        elif isinstance(factory, type) and issubclass(factory, _base_cursor()):
-            factory = _sql.traced_subclass(factory, TracedCursorMixin)
-        return super().cursor(factory, *args, **kwargs)
+    def cursor(self, /, *args, **kwargs):
+        # cursor(factory=Cursor): a factory the caller passed, even None or a wrong one, goes
+        # to the driver as given (so its own TypeError) unless it is a Cursor subclass
+        try:
+            if args:
+                if _traceable(args[0]):
+                    args = (_sql.traced_subclass(args[0], TracedCursorMixin),) + args[1:]
+            elif not kwargs:  # (factory is its only parameter: others are the driver's error)
+                args = (_cursor_class(),)
+            elif _traceable(kwargs.get("factory")):
+                kwargs["factory"] = _sql.traced_subclass(kwargs["factory"], TracedCursorMixin)
+        except Exception:  # noqa: BLE001
+            _sql.fail_internal("sqlite3.cursor")
+        try:
+            return super().cursor(*args, **kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def execute(self, *args, **kwargs):
-        return _run(self, super().execute, args, kwargs)
+    def execute(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().execute, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def executemany(self, *args, **kwargs):
-        return _run(self, super().executemany, args, kwargs)
+    def executemany(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().executemany, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-    def executescript(self, *args, **kwargs):
-        return _run(self, super().executescript, args, kwargs)
+    def executescript(self, /, *args, **kwargs):
+        try:
+            return _run(self, super().executescript, args, kwargs)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
 
 def _base_cursor():
     import sqlite3
 
     return sqlite3.Cursor
+
+
+def _traceable(factory) -> bool:
+    return isinstance(factory, type) and issubclass(factory, _base_cursor())
 
 
 _default_cursor = None

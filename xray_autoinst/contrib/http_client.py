@@ -16,6 +16,7 @@ called exactly once, outside any instrumentation ``try``, its result and excepti
 
 from __future__ import annotations
 
+from ..core.wrapping import hide_frames
 from . import _http
 
 
@@ -39,6 +40,7 @@ def _traced_endheaders(original):
                     _http.send_failed(self, exc)
                 except Exception:  # noqa: BLE001
                     _http.fail("endheaders")
+            hide_frames(exc)
             raise
 
     return endheaders
@@ -54,6 +56,7 @@ def _traced_getresponse(original):
                     _http.end_exchange(self, exc=exc)
                 except Exception:  # noqa: BLE001
                     _http.fail("getresponse")
+            hide_frames(exc)
             raise
         if self._xray_autoinst_sub is not None:
             try:

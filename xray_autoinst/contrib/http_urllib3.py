@@ -11,6 +11,7 @@ header) is recorded by the ``httplib`` integration, since urllib3's connections 
 
 from __future__ import annotations
 
+from ..core import wrapping
 from . import _http
 from .http_client import _traced_connect
 
@@ -33,7 +34,7 @@ def _traced_new_conn(wrapped, instance, args, kwargs):
 def _traced_request(original):
     """urllib3 sends the body after ``endheaders``: a failure there ends the exchange."""
 
-    def request(self, *args, **kwargs):
+    def request(self, /, *args, **kwargs):
         try:
             return original(self, *args, **kwargs)
         except BaseException as exc:
@@ -42,6 +43,7 @@ def _traced_request(original):
                     _http.send_failed(self, exc)
                 except Exception:  # noqa: BLE001
                     _http.fail("request")
+            wrapping.hide_frames(exc)
             raise
 
     return request

@@ -152,7 +152,7 @@ class BridgeSampler(_Tolerant):
                   "aws-xray-sdk sampling rules are not used under xray-autoinst: sampling is "
                   "decided by the agent (XRAY_SAMPLING_RULES, or centralized rules)")
 
-    def load_settings(self, *args, **kwargs):
+    def load_settings(self, /, *args, **kwargs):
         pass
 
     def start(self):
@@ -859,7 +859,11 @@ def is_sampled(rec):
     return bool(cur is not None and cur.sampled)
 
 
-def _nothing(rec, *args, **kwargs):
+def _nothing(rec):  # the SDK's stream_subsegments(self), _send_segment(self)
+    return None
+
+
+def _nothing_out(rec, subsegment):  # _stream_subsegment_out(self, subsegment)
     return None
 
 
@@ -880,7 +884,7 @@ BRIDGED = {
     "is_sampled": is_sampled,
     "stream_subsegments": _nothing,
     "_send_segment": _nothing,
-    "_stream_subsegment_out": _nothing,
+    "_stream_subsegment_out": _nothing_out,
 }
 
 

@@ -52,6 +52,16 @@ class _ClosingResponse:
             self._done()
 
 
+class _ClosingSizedResponse(_ClosingResponse):
+    """The same, for an iterable with a length: servers read it (wsgiref sets Content-Length
+    for a one-block response) as they would the application's own."""
+
+    __slots__ = ()
+
+    def __len__(self):
+        return len(self._result)
+
+
 class XRayMiddleware:
     """Wrap a WSGI application: ``app = XRayMiddleware(app)``."""
 
@@ -136,24 +146,69 @@ class XRayMiddleware:
                 _fail("end")
 
         try:
+            watch = _watch_file_wrapper(environ)
+        except Exception:  # noqa: BLE001
+            watch = None
+            _fail("file_wrapper")
+        try:
             result = self.app(environ, _start_response)
         except BaseException as exc:
+            _unwatch(environ, watch)
             _done(exc)
             raise
         try:
+            _unwatch(environ, watch)
             if type(result) in (list, tuple):
                 if state[1] is None:
                     state[1] = sum(len(b) for b in result)
                 _done()
                 return result
-            if hasattr(result, "filelike") and hasattr(result, "blksize"):
-                # a wsgi.file_wrapper: keep the server's sendfile path; time up to here
+            if _is_file_wrapper(result, environ, watch):
+                # the server's own file wrapper, returned untouched (its sendfile and
+                # Content-Length logic key on its type or identity); the segment ends now
                 _done()
                 return result
+            if hasattr(type(result), "__len__"):
+                return _ClosingSizedResponse(result, _done)
             return _ClosingResponse(result, _done)
         except Exception:  # noqa: BLE001
             _fail("response")
             return result
+
+
+def _watch_file_wrapper(environ):
+    """Note what ``environ['wsgi.file_wrapper']`` returns when it is not a class (uWSGI's is a
+    built-in function that returns the file object itself): for the time of the application
+    call it is swapped for a function that calls it and keeps its results. Returns
+    ``[ours, server's, results...]``, or None when nothing is swapped."""
+    fw = environ.get("wsgi.file_wrapper")
+    if fw is None or isinstance(fw, type):
+        return None
+
+    def file_wrapper(*args, **kwargs):
+        result = fw(*args, **kwargs)
+        watch.append(result)
+        return result
+
+    file_wrapper.__wrapped__ = fw
+    watch = [file_wrapper, fw]
+    environ["wsgi.file_wrapper"] = file_wrapper
+    return watch
+
+
+def _unwatch(environ, watch):
+    if watch is not None and environ.get("wsgi.file_wrapper") is watch[0]:
+        environ["wsgi.file_wrapper"] = watch[1]
+
+
+def _is_file_wrapper(result, environ, watch):
+    """Is ``result`` what the server's ``wsgi.file_wrapper`` made? Recognised by the server's
+    own class (waitress, gunicorn, wsgiref: an instance of ``environ['wsgi.file_wrapper']``)
+    or, for a function (uWSGI), by identity with one of its results; never by duck typing."""
+    if watch is not None:
+        return any(result is made for made in watch[2:])
+    fw = environ.get("wsgi.file_wrapper")
+    return isinstance(fw, type) and isinstance(result, fw)
 
 
 def _add_header(headers, echo):

@@ -10,8 +10,39 @@ replacement says it is ours, and the original is kept on it.
 from __future__ import annotations
 
 import functools
+import os
 
 MARK = "_xray_autoinst_wrapped"  # the attribute holding the original on our replacements
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _reraise_switch() -> bool:
+    try:
+        from . import tracer as _tracer_mod
+
+        return bool(_tracer_mod.tracer.config.reraise)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def hide_frames(exc) -> None:
+    """Drop the agent's own frames from the head of ``exc``'s traceback, so that an exception
+    the wrapped call raised reads in the application's traceback as it does without the agent.
+
+    Called by a replacement in its ``except`` block, before a bare ``raise`` (which re-raises
+    with the exception's ``__traceback__`` and adds no entry for the current frame): the
+    traceback then starts at the wrapped library's frame, and the caller's frames are added as
+    the exception unwinds. When no library frame follows (a C function raised, called from the
+    agent's frame) the agent's frames go too, unless the test switch is on (an instrumentation
+    error must keep its frames there). Python 3.11 and later: before, a bare ``raise``
+    re-raises the traceback saved when the exception was caught, so the frames stay."""
+    tb = exc.__traceback__
+    head = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        tb = tb.tb_next
+    if tb is head or (tb is None and _reraise_switch()):
+        return
+    exc.__traceback__ = tb
 
 
 def is_wrapped(obj) -> bool:
@@ -19,7 +50,14 @@ def is_wrapped(obj) -> bool:
 
 
 def wrap(owner, name, wrapper) -> bool:
-    """Wrap ``owner.name`` (a module function or a class's plain method). False if already."""
+    """Wrap ``owner.name`` (a module function, or a class's plain, static or class method).
+    False if already.
+
+    The replacement accepts exactly what the original accepts: its receiver is positional-only
+    (``def method(self, /, *args, **kwargs)``), so a keyword argument named ``self``, ``fn``,
+    ``wrapped``, ``instance``, ``args`` or ``kwargs`` reaches the original as it would without
+    the agent (``ThreadPoolExecutor().submit(fn, 1, self=2)``). ``functools.wraps`` keeps the
+    original's name, docstring, ``__wrapped__`` and so its ``inspect.signature``."""
     if isinstance(owner, type):
         raw = owner.__dict__.get(name)
         if raw is None:
@@ -28,31 +66,55 @@ def wrap(owner, name, wrapper) -> bool:
         raw = getattr(owner, name)
     if is_wrapped(raw):
         return False
-    if isinstance(owner, type) and not isinstance(raw, (staticmethod, classmethod)):
-        original = raw
-
-        @functools.wraps(original)
-        def method(self, *args, **kwargs):
-            return wrapper(original.__get__(self, type(self)), self, args, kwargs)
-
-        replacement = method
-    elif isinstance(raw, staticmethod):
+    if isinstance(owner, type) and isinstance(raw, staticmethod):
         original = raw.__func__
 
         @functools.wraps(original)
         def static(*args, **kwargs):
-            return wrapper(original, None, args, kwargs)
+            try:
+                return wrapper(original, None, args, kwargs)
+            except BaseException as exc:
+                hide_frames(exc)
+                raise
 
-        replacement = staticmethod(static)
         static.__dict__[MARK] = raw
-        setattr(owner, name, replacement)
+        setattr(owner, name, staticmethod(static))
         return True
+    if isinstance(owner, type) and isinstance(raw, classmethod):
+        original = raw.__func__
+
+        @functools.wraps(original)
+        def klass(cls, /, *args, **kwargs):
+            try:
+                return wrapper(original.__get__(cls, cls), cls, args, kwargs)
+            except BaseException as exc:
+                hide_frames(exc)
+                raise
+
+        klass.__dict__[MARK] = raw
+        setattr(owner, name, classmethod(klass))
+        return True
+    original = raw
+    if isinstance(owner, type):
+
+        @functools.wraps(original)
+        def method(self, /, *args, **kwargs):
+            try:
+                return wrapper(original.__get__(self, type(self)), self, args, kwargs)
+            except BaseException as exc:
+                hide_frames(exc)
+                raise
+
+        replacement = method
     else:
-        original = raw
 
         @functools.wraps(original)
         def function(*args, **kwargs):
-            return wrapper(original, None, args, kwargs)
+            try:
+                return wrapper(original, None, args, kwargs)
+            except BaseException as exc:
+                hide_frames(exc)
+                raise
 
         replacement = function
     replacement.__dict__[MARK] = raw
@@ -82,7 +144,7 @@ def wrap_async(owner, name, wrapper) -> bool:
 
 def unwrap(owner, name) -> bool:
     raw = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
-    if isinstance(raw, staticmethod):
+    if isinstance(raw, (staticmethod, classmethod)):
         original = getattr(raw.__func__, MARK, None)
     else:
         original = getattr(raw, MARK, None)
@@ -167,5 +229,5 @@ class ObjectProxy:
     def __exit__(self, *exc):
         return self.__wrapped__.__exit__(*exc)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
         return self.__wrapped__(*args, **kwargs)
