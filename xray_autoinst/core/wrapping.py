@@ -134,7 +134,7 @@ def wrap_async(owner, name, wrapper) -> bool:
     original = raw
 
     @functools.wraps(original)
-    async def method(self, *args, **kwargs):
+    async def method(self, /, *args, **kwargs):
         return await wrapper(original.__get__(self, type(self)), self, args, kwargs)
 
     method.__dict__[MARK] = raw
