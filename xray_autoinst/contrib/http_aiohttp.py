@@ -59,17 +59,19 @@ def _end(sub, status=None, length=None, exc=None) -> None:
 
 
 def _traced_connect(original):
-    async def connect(self, req, *args, **kwargs):
+    async def connect(self, /, *args, **kwargs):
         sub = None
+        req = args[0] if args else kwargs.get("req")
         try:
-            sub = _begin(req)
+            if req is not None:
+                sub = _begin(req)
         except Exception:  # noqa: BLE001
             _http.fail("aiohttp")
         if sub is None:
-            return await original(self, req, *args, **kwargs)
+            return await original(self, *args, **kwargs)
         token = _http.internal.set(sub)  # for the phases of a new connection
         try:
-            conn = await original(self, req, *args, **kwargs)
+            conn = await original(self, *args, **kwargs)
         except BaseException as exc:
             _end(sub, exc=exc)
             raise
@@ -86,7 +88,7 @@ def _traced_create_connection(original):
     ``connect``, holding ``dns`` (``_resolve_host``) and ``dial`` (the TCP connect and, for
     HTTPS, the TLS handshake, which asyncio does in one call)."""
 
-    async def _create_connection(self, *args, **kwargs):
+    async def _create_connection(self, /, *args, **kwargs):
         started = None
         try:
             sub = _http.internal.get()
@@ -115,7 +117,7 @@ def _phases_end(started, exc=None):
 
 
 def _traced_resolve_host(original):
-    async def _resolve_host(self, *args, **kwargs):
+    async def _resolve_host(self, /, *args, **kwargs):
         rec = _http._recording.get()
         if rec is None or rec.dns_start is not None:
             return await original(self, *args, **kwargs)
@@ -132,7 +134,7 @@ def _traced_resolve_host(original):
 
 
 def _traced_send(original):
-    async def send(self, *args, **kwargs):
+    async def send(self, /, *args, **kwargs):
         sub = self._xray_autoinst_sub
         if sub is None:
             return await original(self, *args, **kwargs)
@@ -153,7 +155,7 @@ def _traced_send(original):
 
 
 def _traced_start(original):
-    async def start(self, *args, **kwargs):
+    async def start(self, /, *args, **kwargs):
         sub = self._xray_autoinst_sub
         if sub is None:
             return await original(self, *args, **kwargs)

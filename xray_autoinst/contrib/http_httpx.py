@@ -180,7 +180,7 @@ def _traced_async_connect(original):
 
 
 def _traced_connect_tcp(original):
-    def connect_tcp(self, *args, **kwargs):
+    def connect_tcp(self, /, *args, **kwargs):
         stream = original(self, *args, **kwargs)
         try:
             _http_data.dialed()
@@ -192,7 +192,7 @@ def _traced_connect_tcp(original):
 
 
 def _traced_async_connect_tcp(original):
-    async def connect_tcp(self, *args, **kwargs):
+    async def connect_tcp(self, /, *args, **kwargs):
         stream = await original(self, *args, **kwargs)
         try:
             _http_data.dialed()
