@@ -196,6 +196,29 @@ def test_header_set_by_the_caller_is_kept(tracer, patched, server):
     assert len(subs(only_doc(emitter))) == 1
 
 
+def test_w3c_traceparent_when_that_propagator_is_on(server, patched):
+    from xray_autoinst.core import header
+
+    t, emitter = install_tracer({"XRAY_PROPAGATORS": "tracecontext"})
+    token = current_entity.set(None)
+
+    async def main():
+        with segment(t):
+            await fetch(server.url("/redirect/1"))
+
+    try:
+        run(main())
+    finally:
+        current_entity.reset(token)
+    doc = only_doc(emitter)
+    hops = subs(doc)
+    assert len(hops) == 2
+    assert server.trace_headers() == [None, None]  # the xray propagator is off
+    for r, sub in zip(server.requests, hops, strict=True):
+        parsed = header.parse_traceparent(r["headers"]["traceparent"])
+        assert (parsed.root, parsed.parent) == (doc["trace_id"], sub["id"])
+
+
 def test_query_secrets_and_userinfo_are_not_recorded(tracer, patched, server):
     t, emitter = tracer
 

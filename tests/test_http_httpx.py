@@ -181,6 +181,28 @@ def test_header_set_by_the_caller_is_kept(tracer, patched, server):
     assert len(subs(only_doc(emitter))) == 1
 
 
+def test_w3c_traceparent_when_that_propagator_is_on(server, patched):
+    from xray_autoinst.core import header
+
+    t, emitter = install_tracer({"XRAY_PROPAGATORS": "xray,tracecontext"})
+    token = current_entity.set(None)
+    mine = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+    try:
+        with segment(t):
+            with httpx.Client(follow_redirects=True) as client:
+                client.get(server.url("/redirect/1"))
+                client.get(server.url("/mine"), headers={"traceparent": mine})
+    finally:
+        current_entity.reset(token)
+    doc = only_doc(emitter)
+    hop1, hop2, own = subs(doc)
+    seen = [r["headers"].get("traceparent") for r in server.requests]
+    assert seen[2] == mine  # the caller's is kept
+    for hdr, sub in zip(seen[:2], (hop1, hop2), strict=True):
+        parsed = header.parse_traceparent(hdr)
+        assert (parsed.root, parsed.parent, parsed.sampled) == (doc["trace_id"], sub["id"], "1")
+
+
 def test_query_secrets_and_userinfo_are_not_recorded(tracer, patched, server):
     t, emitter = tracer
     with segment(t):

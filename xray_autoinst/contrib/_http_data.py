@@ -29,35 +29,34 @@ def idle() -> bool:
     return False
 
 
-def begin_request(scheme, host, port, method, target, existing=None):
+def begin_request(scheme, host, port, method, target, headers):
     """Begin the exchange of ``method target`` sent to ``scheme://host:port`` (``target``: the
-    path and query as sent, a str; ``existing``: the request's ``X-Amzn-Trace-Id`` value, if
-    it has one). Returns (subsegment or None, header value or None): the subsegment is never
-    made the current entity (end it with ``end_request``); the header value is what to set as
-    ``X-Amzn-Trace-Id`` (None: leave the request's headers alone). A value the caller set is
-    kept; one this module made for an earlier exchange (clients copy a request's headers into
-    the request that follows a redirect, or send a request again) is replaced. Inside an AWS
-    call or an unsampled request there is no subsegment but the header goes on, as for
-    http.client."""
-    if existing is not None and existing not in _injected[0]:
-        existing = True  # the caller's: kept
-    else:
-        existing = None
+    path and query as sent, a str; ``headers``: the request's headers, a case-insensitive
+    mapping with ``get`` and item assignment, such as httpx's ``Headers`` or aiohttp's
+    ``CIMultiDict``). Returns the subsegment, or None: it is never made the current entity (end
+    it with ``end_request``).
+
+    The trace headers go into ``headers`` as for http.client: ``X-Amzn-Trace-Id`` (and W3C
+    ``traceparent``/``tracestate`` when that propagator is on) unless the caller set one; one
+    this module set for an earlier exchange (clients copy a request's headers into the request
+    that follows a redirect, or send a request again) is replaced. Inside an AWS call or an
+    unsampled request there is no subsegment but the headers go on."""
     tracer = _http.get_tracer()
     if not tracer.enabled or _http.internal.get():
-        return None, None  # the agent's own work, or inside an exchange already recorded
+        return None  # the agent's own work, or inside an exchange already recorded
     cur = _current.get()
     if cur is None:
         if tracer.context_missing == "ignore" or getattr(
                 threading.current_thread(), _http.INTERNAL, False):
-            return None, None
+            return None
     cfg = tracer.config
     if port is None:
         port = DEFAULT_PORTS.get(scheme)
     if _http.is_daemon(host, port, cfg):
-        return None, None
+        return None
     if cur is not None and (not cur.sampled or cur.namespace == "aws"):
-        return None, None if existing else tracer.outgoing_header(None)
+        _propagate(tracer, headers, cur, None)
+        return None
     key = (scheme, host, port, method, target)
     if _http._requests[0] is not cfg:
         _http._requests[1] = {}
@@ -79,17 +78,41 @@ def begin_request(scheme, host, port, method, target, existing=None):
     else:
         sub = tracer.begin_subsegment(known[0], "remote")  # XRAY_CONTEXT_MISSING decides
         if sub is None:
-            return None, None
+            return None
         _current.set(None)
     sub.http = {"request": known[1].copy()}
-    if existing:
-        return sub, None
-    value = tracer.outgoing_header(sub)
+    _propagate(tracer, headers, sub, sub)
+    return sub
+
+
+def _propagate(tracer, headers, entity, sub) -> None:
+    """The trace headers for a call made by ``entity`` (``sub``: the exchange, None when
+    there is none), into ``headers`` where the caller set none."""
+    injected = _injected[0]
+    existing = headers.get(_XRAY)
+    if existing is None or existing in injected:
+        value = tracer.outgoing_header(sub)
+        if value is not None:
+            headers[_XRAY] = value
+            if sub is not None:
+                _remember(value)
+    if tracer.use_w3c:
+        existing = headers.get("traceparent")
+        if existing is None or existing in injected:
+            for name, value in tracer.w3c_headers(entity):
+                headers[name] = value
+                if sub is not None and name == "traceparent":
+                    _remember(value)
+
+
+def _remember(value) -> None:
     injected = _injected[0]
     if len(injected) >= INJECTED_KEPT:
         injected = _injected[0] = {}
     injected[value] = True
-    return sub, value
+
+
+_XRAY = "X-Amzn-Trace-Id"
 
 
 # the header values begin_request made lately (see there); replaced when full, never cleared

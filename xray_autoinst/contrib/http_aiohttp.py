@@ -29,7 +29,6 @@ from ..core.entities import Subsegment
 from . import _http, _http_data
 
 SUB = "_xray_autoinst_sub"  # the open exchange, on a ClientRequest then its ClientResponse
-_HEADER = "X-Amzn-Trace-Id"
 
 
 def get_version():
@@ -42,13 +41,8 @@ def _begin(req):
     if _http_data.idle():
         return None
     url = req.url
-    headers = req.headers
-    sub, value = _http_data.begin_request(
-        url.scheme, url.host or "", url.port, req.method, url.raw_path_qs,
-        headers.get(_HEADER))
-    if value is not None:
-        headers[_HEADER] = value
-    return sub
+    return _http_data.begin_request(
+        url.scheme, url.host or "", url.port, req.method, url.raw_path_qs, req.headers)
 
 
 def _end(sub, status=None, length=None, exc=None) -> None:

@@ -26,8 +26,6 @@ from __future__ import annotations
 from ..core.entities import Subsegment
 from . import _http, _http_data
 
-_HEADER = "x-amzn-trace-id"
-
 
 def get_version():
     import httpx
@@ -36,17 +34,13 @@ def get_version():
 
 
 def _begin(request):
-    """(subsegment or None) for ``request``, the trace header added to it."""
+    """(subsegment or None) for ``request``, the trace headers added to it."""
     if _http_data.idle():
         return None
     url = request.url
-    headers = request.headers
-    sub, value = _http_data.begin_request(
+    return _http_data.begin_request(
         url.scheme, url.host, url.port, request.method,
-        url.raw_path.decode("ascii", "replace"), headers.get(_HEADER))
-    if value is not None:
-        headers["X-Amzn-Trace-Id"] = value
-    return sub
+        url.raw_path.decode("ascii", "replace"), request.headers)
 
 
 def _content_length(response):
