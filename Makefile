@@ -20,6 +20,7 @@ $(STAMP): $(BIN)/python $(SOURCES) requirements-demo.txt
 services:
 	@bash scripts/services.sh
 
+# system packages (MariaDB client headers for mysqlclient, chromium for the console's tests)
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -27,7 +27,7 @@ def _wait(port, proc, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}: "
+            raise RuntimeError(f"the server exited with {proc.returncode}: "
                                f"{proc.stderr.read()[-2000:]}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -38,7 +38,7 @@ def _wait(port, proc, timeout=30.0):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"gunicorn on port {port} did not answer")
+    raise RuntimeError(f"the server on port {port} did not answer")
 
 
 def _warm(port, n):
@@ -105,14 +105,33 @@ def tree_cpu(pid):
     return total / _TICK
 
 
-def one_run(venv, variant, seconds, warmup=200) -> dict:
+def server_command(venv, server, port):
+    """gunicorn (2 sync workers, the WSGI app) or uvicorn (one process, the ASGI app)."""
+    if server == "uvicorn":
+        return [venv.script("uvicorn"), "--host", "127.0.0.1", "--port", str(port),
+                "--app-dir", APPS, "--log-level", "warning", "--no-access-log",
+                "e2e_asgi_app:app"]
+    return [venv.script("gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
+            "--chdir", APPS, "--log-level", "warning", "e2e_app:app"]
+
+
+def uvicorn_flavour(venv) -> str:
+    """What uvicorn picks by itself ("auto"): httptools and uvloop when they are installed."""
+    found = []
+    for mod, alt in (("httptools", "h11"), ("uvloop", "asyncio")):
+        proc = subprocess.run([venv.python, "-I", "-c", f"import {mod}"], capture_output=True,
+                              cwd="/")
+        found.append(mod if proc.returncode == 0 else alt)
+    return " + ".join(found)
+
+
+def one_run(venv, variant, seconds, warmup=200, server="gunicorn") -> dict:
     port = free_port()
     rules = RULES_UNSAMPLED if variant.endswith("unsampled") else RULES_SAMPLED
     with Sink(cpu=1) as sink:
         env = worker_env({"AWS_XRAY_DAEMON_ADDRESS": sink.address, "XRAY_SAMPLING": "local",
                           "XRAY_SAMPLING_RULES": rules, "XRAY_SERVICE_NAME": "bench"})
-        cmd = [venv.script("gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
-               "--chdir", APPS, "--log-level", "warning", "e2e_app:app"]
+        cmd = server_command(venv, server, port)
         if variant.startswith("xray-run"):
             cmd = [venv.script("xray-run"), *cmd]
         proc = subprocess.Popen([*pin(0), *cmd], env=env, stdout=subprocess.DEVNULL,
@@ -139,13 +158,20 @@ def one_run(venv, variant, seconds, warmup=200) -> dict:
     return res
 
 
-def run(venv, rounds: int, seconds: float, log=print) -> dict:
+def run_asgi(venv, rounds: int, seconds: float, log=print) -> dict:
+    res = run(venv, rounds, seconds, log, server="uvicorn")
+    res["workers"] = 1
+    res["flavour"] = uvicorn_flavour(venv)
+    return res
+
+
+def run(venv, rounds: int, seconds: float, log=print, server="gunicorn") -> dict:
     variants = list(VARIANTS)
     runs = {v: [] for v in variants}
     for r in range(rounds):
         for v in rotate(variants, r):
-            log(f"  end to end, round {r + 1}/{rounds}: {v}, {seconds:g} s")
-            runs[v].append(one_run(venv, v, seconds))
+            log(f"  end to end ({server}), round {r + 1}/{rounds}: {v}, {seconds:g} s")
+            runs[v].append(one_run(venv, v, seconds, server=server))
     rows = []
     for v in variants:
         cpu = [x["server_cpu_us_per_request"] for x in runs[v] if "server_cpu_us_per_request" in x]
@@ -162,10 +188,22 @@ def run(venv, rounds: int, seconds: float, log=print) -> dict:
             served = sum(x["served_including_warmup"] for x in runs[v])
             got = sum((x["sink"] or {}).get("datagrams", 0) for x in runs[v])
             row["documents_per_request"] = got / served if served else None
+            # the rate a saturated server would keep, from its CPU per request: the load
+            # generator may not saturate it, then the requests/s ratio is the client's
+            pairs = [(a["server_cpu_us_per_request"], b["server_cpu_us_per_request"])
+                     for a, b in zip(runs[v], runs["bare"], strict=False)
+                     if "server_cpu_us_per_request" in a and "server_cpu_us_per_request" in b]
+            if pairs:
+                row["cpu_capacity_ratio"] = summary([b / a for a, b in pairs if a > 0])
+            # the server's busy fraction of one core during the load: < 1 means unsaturated
+            row["server_busy"] = summary([x["rps"] * x["server_cpu_us_per_request"] / 1e6
+                                          for x in runs[v] if "server_cpu_us_per_request" in x]
+                                         or [0])
             # CPU time per request the agent adds on the server's core, from the rates
             row["added_us_per_request"] = summary([
                 (1e6 / a["rps"] - 1e6 / b["rps"]) for a, b in
                 zip(runs[v], runs["bare"], strict=False)])
         rows.append(row)
-    return {"rounds": rounds, "seconds": seconds, "workers": 2, "connections": CONNECTIONS,
+    return {"server": server, "rounds": rounds, "seconds": seconds, "workers": 2,
+            "connections": CONNECTIONS,
             "pinned": bool(pin(0)), "load_generator": runs["bare"][0]["tool"], "rows": rows}

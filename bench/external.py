@@ -15,6 +15,13 @@ SCRIPTS = {
     "daemon": "bench_daemon.py",
     "outbound_http": "bench_outbound_http.py",
     "sql": "bench_sql.py",
+    "http_async": "bench_http_async.py",
+    "redis_mysql": "bench_redis_mysql.py",
+    "async_db": "bench_async_db.py",
+    "queues": "bench_queues.py",
+    "lambda": "bench_lambda.py",
+    "ui": "bench_ui.py",
+    "logs": "bench_logs.py",
 }
 
 
@@ -30,6 +37,8 @@ def run(name: str, quick: bool, log=print, timeout: float = 1800) -> dict:
         argv.append("--quick")
     if quick and "--no-moto" in source:
         argv.append("--no-moto")  # a smoke run: no moto server start
+    if quick and "--no-otel" in source:
+        argv.append("--no-otel")  # a smoke run: no OpenTelemetry environment built
     if "--out" in source:
         argv += ["--out", out_path]
         if os.path.exists(out_path):

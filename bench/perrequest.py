@@ -39,9 +39,35 @@ LABELS = {
     "flask-ddtrace-sampled": "Flask + ddtrace patch(flask=True)",
 }
 
+# the same for ASGI (``asgi_worker.py``): every baseline is in its own process
+ASGI_PLAN = [
+    ("xray-autoinst", ["bare", "xray-sampled", "xray-unsampled"]),
+    ("opentelemetry", ["bare", "otel-sampled", "otel-unsampled"]),
+    ("ddtrace", ["bare", "ddtrace-sampled"]),
+    # as a server runs requests: one task (and context) each; the bare baseline pays the task
+    ("xray-autoinst", ["task-bare", "task-xray-sampled", "task-xray-unsampled"]),
+]
+ASGI_LABELS = {
+    "bare": "bare ASGI app",
+    "xray-sampled": "xray-autoinst ASGI XRayMiddleware, sampled",
+    "xray-unsampled": "xray-autoinst ASGI XRayMiddleware, unsampled",
+    "otel-sampled": "OpenTelemetry ASGI OpenTelemetryMiddleware, sampled",
+    "otel-unsampled": "OpenTelemetry ASGI OpenTelemetryMiddleware, unsampled (ALWAYS_OFF)",
+    "ddtrace-sampled": "ddtrace ASGI TraceMiddleware",
+    "task-bare": "bare ASGI app, a task per request",
+    "task-xray-sampled": "xray-autoinst, sampled, a task per request",
+    "task-xray-unsampled": "xray-autoinst, unsampled, a task per request",
+}
 
-def run(venvs: dict, rounds: int, batches: int, target_s: float, log=print) -> dict:
-    plan = [(t, vs) for t, vs in PLAN if t in venvs]
+
+def run_asgi(venvs: dict, rounds: int, batches: int, target_s: float, log=print) -> dict:
+    return run(venvs, rounds, batches, target_s, log, plan=ASGI_PLAN, labels=ASGI_LABELS,
+               script="asgi_worker.py")
+
+
+def run(venvs: dict, rounds: int, batches: int, target_s: float, log=print, plan=PLAN,
+        labels=LABELS, script="wsgi_worker.py") -> dict:
+    plan = [(t, vs) for t, vs in plan if t in venvs]
     daemon = f"127.0.0.1:{closed_udp_port()}"
     env = worker_env({"DD_TRACE_AGENT_URL": "http://" + daemon,
                       "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
@@ -51,12 +77,12 @@ def run(venvs: dict, rounds: int, batches: int, target_s: float, log=print) -> d
     raw = {}
     versions = {}
     for r in range(rounds):
-        log(f"  per request, round {r + 1}/{rounds}")
+        log(f"  per request ({script}), round {r + 1}/{rounds}")
         for idx in rotate(range(len(plan)), r):
             tracer, vs = plan[idx]
             spec = {"variants": vs, "batches": batches, "target_s": target_s,
                     "daemon": daemon}
-            res = run_worker(venvs[tracer].python, "wsgi_worker.py", spec, env=env)
+            res = run_worker(venvs[tracer].python, script, spec, env=env)
             versions.setdefault(tracer, {}).update(res["versions"])
             for v, rec in res["variants"].items():
                 raw.setdefault((idx, v), []).append(rec)
@@ -64,11 +90,11 @@ def run(venvs: dict, rounds: int, batches: int, target_s: float, log=print) -> d
     for idx, (tracer, vs) in enumerate(plan):
         for v in vs:
             recs = raw[(idx, v)]
-            row = {"variant": v, "label": LABELS.get(v, v), "tracer": tracer,
+            row = {"variant": v, "label": labels.get(v, v), "tracer": tracer,
                    "batch_size": recs[0]["batch"]}
             for key in ("wall", "thread", "cpu"):
                 row[key + "_us"] = summary([x for rec in recs for x in rec[key]])
-            base = "flask-bare" if v.startswith("flask-") else "bare"
+            base = next((p + "bare" for p in ("flask-", "task-") if v.startswith(p)), "bare")
             if v != base:
                 if (idx, base) in raw:  # same process: differences of interleaved batches
                     brecs = raw[(idx, base)]

@@ -30,8 +30,12 @@ import startup  # noqa: E402
 import venvs as venvs_mod  # noqa: E402
 from benchlib import ROOT  # noqa: E402
 
-SECTIONS = ("startup", "per_request", "per_call", "emission", "daemon", "outbound_http", "sql",
-            "e2e")
+SECTIONS = ("startup", "per_request", "per_request_asgi", "per_call", "emission", "daemon",
+            "outbound_http", "sql", "e2e", "e2e_asgi")
+# the integrations' own scripts (bench/bench_<name>.py), run as their authors wrote them; in
+# --quick mode only when named with --sections (CI's smoke run stays short)
+EXTERNAL = ("http_async", "redis_mysql", "async_db", "queues", "lambda", "ui", "logs")
+ALL_SECTIONS = SECTIONS + EXTERNAL
 PEERS = ("aws-xray-sdk", "opentelemetry", "ddtrace")
 
 FULL = {
@@ -152,24 +156,38 @@ def render(results) -> str:
                               "overhead ms (CPU, user+sys)", "instructions (valgrind)",
                               "peak RSS MiB", "overhead MiB"],
                              rows))
-    if "per_request" in sec and "error" not in sec["per_request"]:
-        data = sec["per_request"]
+    for name, kind in (("per_request", "WSGI"), ("per_request_asgi", "ASGI")):
+        if name not in sec or "error" in sec[name]:
+            continue
+        data = sec[name]
+        ours = {r["variant"].rsplit("-", 1)[-1]: r for r in data["rows"]
+                if r["variant"] in ("xray-sampled", "xray-unsampled")}
         rows = []
         for r in data["rows"]:
-            rows.append([r["label"], fmt(r["wall_us"], 2), fmt(r.get("wall_overhead_us"), 2, True),
-                         "%.2fx" % r["ratio"] if "ratio" in r else "-",
-                         med(r.get("thread_overhead_us"), 2, True),
-                         med(r.get("cpu_overhead_us"), 2, True)])
+            row = [r["label"], fmt(r["wall_us"], 2), fmt(r.get("wall_overhead_us"), 2, True),
+                   "%.2fx" % r["ratio"] if "ratio" in r else "-",
+                   med(r.get("thread_overhead_us"), 2, True),
+                   med(r.get("cpu_overhead_us"), 2, True)]
+            if kind == "ASGI":
+                row.append(_times_ours(r, ours))
+            rows.append(row)
+        headers = ["variant", "µs/request (wall)", "overhead µs (wall)", "ratio",
+                   "overhead µs (request-thread CPU)", "overhead µs (process CPU, incl. sender)"]
+        if kind == "ASGI":
+            headers.append("overhead (request-thread CPU) ÷ xray-autoinst's")
         parts.append(
-            f"### Per request, in process ({data['rounds']} rounds x {data['batches_per_round']} "
-            "interleaved batches)\n\n"
-            "`wall`: the request loop's wall time. `request-thread CPU`: CPU time of the "
-            "request thread only (the request path). `process CPU`: CPU of every thread over "
-            "the batch plus flushing what was queued: the full cost, background sending "
-            "included. Overheads are over the bare application of the same process.\n\n"
-            + table(["variant", "µs/request (wall)", "overhead µs (wall)", "ratio",
-                     "overhead µs (request-thread CPU)", "overhead µs (process CPU, incl. sender)"],
-                    rows))
+            f"### Per request, in process, {kind} ({data['rounds']} rounds x "
+            f"{data['batches_per_round']} interleaved batches)\n\n"
+            + ("`wall`: the request loop's wall time. `request-thread CPU`: CPU time of the "
+               "request thread only (the request path). `process CPU`: CPU of every thread over "
+               "the batch plus flushing what was queued: the full cost, background sending "
+               "included. Overheads are over the bare application of the same process.\n\n"
+               if kind == "WSGI" else
+               "A trivial ASGI app awaited directly, one request after the other on one event "
+               "loop (no server, no socket); `task-` rows: a task per request, as servers run "
+               "them. Columns as for WSGI; the last compares a request-thread CPU overhead "
+               "with this agent's at the same sampling (unsampled for ALWAYS_OFF).\n\n")
+            + table(headers, rows))
     if "per_call" in sec and "error" not in sec["per_call"]:
         data = sec["per_call"]
         rows = []
@@ -205,32 +223,44 @@ def render(results) -> str:
     if "daemon" in sec:
         parts.append("### Local daemon (bench/bench_daemon.py)\n\n" + _external(sec["daemon"]))
     for name, title in (("outbound_http", "Outbound HTTP (bench/bench_outbound_http.py)"),
-                        ("sql", "SQL (bench/bench_sql.py)")):
+                        ("sql", "SQL (bench/bench_sql.py)"),
+                        *((n, f"{n} (bench/{external.SCRIPTS[n]})") for n in EXTERNAL)):
         if name in sec:
             parts.append(f"### {title}\n\n" + _external(sec[name]))
-    if "e2e" in sec and "error" not in sec["e2e"]:
-        data = sec["e2e"]
+    for name in ("e2e", "e2e_asgi"):
+        if name not in sec or "error" in sec[name]:
+            continue
+        data = sec[name]
         rows = []
         for r in data["rows"]:
             rows.append([r["variant"], fmt(r["rps"], 0),
                          "%.3f" % r["ratio"]["median"] if "ratio" in r else "-",
                          med(r.get("added_us_per_request"), 0, True),
                          fmt(r.get("server_cpu_us_per_request"), 0),
+                         "%.3f" % r["cpu_capacity_ratio"]["median"]
+                         if r.get("cpu_capacity_ratio") else "-",
                          med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
                          "%.3f" % r["documents_per_request"]
                          if r.get("documents_per_request") is not None else "-"])
+        if data.get("server") == "uvicorn":
+            server = (f"uvicorn, one process ({data.get('flavour', '?')}), trivial ASGI app")
+        else:
+            server = f"gunicorn, {data['workers']} sync workers, trivial app"
         parts.append(
-            f"### End to end: gunicorn, {data['workers']} sync workers, trivial app, "
+            f"### End to end: {server}, "
             f"{data['load_generator']} with {data['connections']} connections, "
             f"{data['rounds']} x {data['seconds']:g} s per variant, UDP sink; "
             f"server and load generator pinned apart: {data['pinned']}\n\n"
             + table(["variant", "requests/s", "ratio to bare",
                      "µs added per request (1/rate, one server core)",
-                     "server CPU µs per request", "p50 ms", "p99 ms",
-                     "documents received per request"], rows))
+                     "server CPU µs per request", "capacity ratio (bare CPU ÷ CPU)",
+                     "p50 ms", "p99 ms", "documents received per request"], rows)
+            + "\n\nThe capacity ratio is the rate a saturated server would keep relative to "
+              "bare, from its CPU per request; the requests/s ratio is the load generator's "
+              "when it cannot saturate the server.")
     for name, data in sec.items():
         if isinstance(data, dict) and "error" in data and name not in (
-                "daemon", "outbound_http", "sql"):
+                "daemon", "outbound_http", "sql", *EXTERNAL):
             parts.append(f"### {name}: FAILED\n\n```\n{data['error'][-2000:]}\n```")
     if results.get("versions"):
         rows = [[name, ", ".join(f"{d} {v}" for d, v in vers.items())]
@@ -241,6 +271,16 @@ def render(results) -> str:
         parts.append("### Targets (reported, not asserted)\n\n"
                      + table(["target", "measured", "verdict"], rows))
     return "\n\n".join(parts) + "\n"
+
+
+def _times_ours(row, ours) -> str:
+    """``row``'s overhead as a multiple of this agent's at the same sampling."""
+    if "xray-" in row["variant"] or "thread_overhead_us" not in row:
+        return "-"
+    mine = ours.get("unsampled" if row["variant"].endswith("unsampled") else "sampled")
+    if not mine or mine["thread_overhead_us"]["median"] <= 0:
+        return "-"
+    return "%.1fx" % (row["thread_overhead_us"]["median"] / mine["thread_overhead_us"]["median"])
 
 
 def _instructions(row) -> str:
@@ -304,6 +344,27 @@ def targets(sec) -> list:
             r and r["wall_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
         add(f"{kind} request <= {limit:g} µs (request-thread CPU)",
             r and r["thread_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
+    rows = {r["variant"]: r for r in sec.get("per_request_asgi", {}).get("rows", [])}
+    for variant, limit in (("xray-sampled", 8.0), ("xray-unsampled", 1.5)):
+        r = rows.get(variant)
+        kind = "sampled" if variant == "xray-sampled" else "unsampled"
+        add(f"ASGI {kind} request <= {limit:g} µs on the request path (wall)",
+            r and r["wall_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
+        add(f"ASGI {kind} request <= {limit:g} µs (request-thread CPU)",
+            r and r["thread_overhead_us"]["median"], lambda v, lim=limit: v <= lim, "µs")
+    mine, otel = rows.get("xray-sampled"), rows.get("otel-sampled")
+    for key, clock in (("wall_overhead_us", "wall"), ("thread_overhead_us", "request-thread CPU")):
+        add(f"ASGI sampled: OpenTelemetry's overhead >= 5x ours ({clock})",
+            mine and otel and mine[key]["median"] > 0
+            and otel[key]["median"] / mine[key]["median"] or None, lambda v: v >= 5, "x")
+    rows = {r["variant"]: r for r in sec.get("e2e_asgi", {}).get("rows", [])}
+    for variant, limit in (("xray-run", 0.9), ("xray-run, unsampled", 0.97)):
+        r = rows.get(variant)
+        add(f"uvicorn under {variant}: requests/s >= {limit:g} x bare",
+            r and "ratio" in r and r["ratio"]["median"], lambda v, lim=limit: v >= lim, "x bare")
+        add(f"uvicorn under {variant}: capacity (from server CPU) >= {limit:g} x bare",
+            r and r.get("cpu_capacity_ratio") and r["cpu_capacity_ratio"]["median"],
+            lambda v, lim=limit: v >= lim, "x bare")
     calls = {(r["case"], r["mode"]): r for r in sec.get("per_call", {}).get("rows", [])}
     for case, limit, what in (("sqlite3", 3.0, "SQL subsegment (sqlite3)"),
                               ("psycopg", 3.0, "SQL subsegment (psycopg)"),
@@ -326,19 +387,31 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="this agent's own benchmarks only, briefly; builds no virtualenv")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help="comma-separated subset of: " + ", ".join(SECTIONS))
+    p.add_argument("--sections", default=None,
+                   help="comma-separated subset of: " + ", ".join(ALL_SECTIONS)
+                   + " (default: all; with --quick, all but " + ", ".join(EXTERNAL) + ")")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench", "results.json"))
     p.add_argument("--markdown", default=None, help="default: --out with .md")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="FRACTION",
                    help="before each section, wait (at most 10 min) until the other processes "
                         "on the machine use at most FRACTION of its CPU (e.g. 0.1)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="override the rounds of the per-request, per-call and end-to-end sections")
+    p.add_argument("--e2e-seconds", type=float, default=None,
+                   help="override the load duration of each end-to-end run")
     args = p.parse_args(argv)
+    if args.sections is None:
+        args.sections = ",".join(SECTIONS if args.quick else ALL_SECTIONS)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
         p.error(f"unknown sections: {sorted(unknown)}")
-    cfg = QUICK if args.quick else FULL
+    cfg = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
+    for key in ("request", "call", "e2e"):
+        if args.rounds:
+            cfg[key]["rounds"] = args.rounds
+    if args.e2e_seconds:
+        cfg["e2e"]["seconds"] = args.e2e_seconds
     started = time.time()
     args.out = os.path.abspath(args.out)
     if args.markdown:
@@ -396,6 +469,7 @@ def main(argv=None) -> int:
                                            warmups=1 if args.quick else 2,
                                            count_instructions=not args.quick))
     attempt("per_request", lambda: perrequest.run(envs, log=log, **cfg["request"]))
+    attempt("per_request_asgi", lambda: perrequest.run_asgi(envs, log=log, **cfg["request"]))
     call_venvs = {"xray": ours}
     modes = ["xray"]
     if not args.quick:
@@ -404,9 +478,10 @@ def main(argv=None) -> int:
     attempt("per_call", lambda: percall.run(call_venvs, startup.launcher_environ(ours), modes,
                                             log=log, **cfg["call"]))
     attempt("emission", lambda: emission.run(ours, log=log, **cfg["emission"]))
-    for name in ("daemon", "outbound_http", "sql"):
+    for name in ("daemon", "outbound_http", "sql", *EXTERNAL):
         attempt(name, lambda name=name: external.run(name, args.quick, log))
     attempt("e2e", lambda: e2e.run(ours, log=log, **cfg["e2e"]))
+    attempt("e2e_asgi", lambda: e2e.run_asgi(ours, log=log, **cfg["e2e"]))
 
     results["targets"] = targets(sec)
     results["meta"]["seconds"] = round(time.time() - started, 1)
@@ -420,7 +495,7 @@ def main(argv=None) -> int:
         f.write(text)
     log(f"wrote {args.out} and {md} ({results['meta']['seconds']:.0f} s)")
     failed = [n for n, d in sec.items() if isinstance(d, dict) and (
-        "error" in d and n not in ("daemon", "outbound_http", "sql")
+        "error" in d and n not in ("daemon", "outbound_http", "sql", *EXTERNAL)
         or d.get("returncode"))]
     return 1 if failed else 0
 

@@ -17,15 +17,16 @@ from pathlib import Path
 from benchlib import ROOT
 
 VENV_DIR = Path(ROOT) / ".bench" / "venvs"
-COMMON = ["flask", "requests", "botocore", "psycopg[binary]", "gunicorn"]
+COMMON = ["flask", "requests", "botocore", "psycopg[binary]", "gunicorn", "uvicorn[standard]"]
 
 SPECS = {
     "xray-autoinst": COMMON,
     "aws-xray-sdk": ["aws-xray-sdk==2.15.0", "psycopg-pool", *COMMON],
     "opentelemetry": [
         "opentelemetry-distro", "opentelemetry-sdk", "opentelemetry-instrumentation-wsgi",
-        "opentelemetry-instrumentation-flask", "opentelemetry-sdk-extension-aws",
-        "opentelemetry-propagator-aws-xray", "opentelemetry-instrumentation-requests",
+        "opentelemetry-instrumentation-flask", "opentelemetry-instrumentation-asgi",
+        "opentelemetry-sdk-extension-aws", "opentelemetry-propagator-aws-xray",
+        "opentelemetry-instrumentation-requests",
         "opentelemetry-instrumentation-botocore", "opentelemetry-instrumentation-sqlite3",
         "opentelemetry-instrumentation-psycopg", "opentelemetry-instrumentation-urllib3",
         *COMMON,
@@ -45,7 +46,8 @@ REPORTED = {
     "opentelemetry-distro", "opentelemetry-instrumentation", "opentelemetry-instrumentation-wsgi",
     "opentelemetry-instrumentation-flask", "opentelemetry-sdk-extension-aws",
     "opentelemetry-propagator-aws-xray", "flask", "werkzeug", "requests", "botocore", "psycopg",
-    "gunicorn", "wrapt", "httpx", "aiohttp", "opentelemetry-instrumentation-httpx",
+    "gunicorn", "wrapt", "opentelemetry-instrumentation-asgi", "uvicorn", "uvloop", "httptools",
+    "httpx", "aiohttp", "opentelemetry-instrumentation-httpx",
     "opentelemetry-instrumentation-aiohttp-client",
 }
 

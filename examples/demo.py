@@ -4,8 +4,9 @@ Starts a picsum.photos stand-in (generated pictures, picsum's redirect), a moto 
 Rekognition ``DetectLabels``, and the local daemon (``xray-autoinst daemon``) with a store of its
 own; runs ``examples/vision/main.go-port.py`` under ``xray-run`` as ``VisionService.Analyse``;
 asks for the page twice; then shows what X-Ray's console would: the trace list, the timeline of
-one trace and the service map (``xray-autoinst traces``, ``trace``, ``map``). Everything it
-started is stopped at the end, also on Ctrl-C.
+one trace and the service map (``xray-autoinst traces``, ``trace``, ``map``), and says how to
+open the same store in the browser console (``xray-autoinst ui``). Everything it started is
+stopped at the end, also on Ctrl-C.
 
     .venv/bin/python examples/demo.py [--dir DIR] [--requests N]
 
@@ -369,6 +370,8 @@ def run(workdir: Path, out=None, requests: int = 2, width: int | None = None,
             signal.signal(signal.SIGINT, signal.default_int_handler)
     demo.say(f"demo done in {time.monotonic() - started:.1f} s; look again with "
              f"`xray-autoinst traces --store {demo.run.store}` (or any other view)")
+    demo.say(f"or in the browser: `xray-autoinst ui --store {demo.run.store}`, "
+             "then open the address it prints (the trace list, the timeline, the service map)")
     return demo.run
 
 

@@ -67,6 +67,21 @@ if port_open 3306 && command -v mysql >/dev/null 2>&1; then
   fi
 fi
 
+# RabbitMQ on 5672 (guest/guest): a Celery broker of integration/test_celery_e2e.py
+start_plain() {  # name port command...
+  name=$1 port=$2; shift 2
+  if port_open "$port"; then echo "services: $name is running on 127.0.0.1:$port"
+  elif command -v "$1" >/dev/null 2>&1; then
+    echo "services: starting $name"; ("$@" >/dev/null 2>&1 &)
+    if wait_port "$port" || wait_port "$port"; then echo "services: $name started"; else
+      echo "services: $name did not start"; status=1; fi
+  else
+    echo "services: $name is not installed; its tests will be skipped outside CI"
+    [ "${CI:-}" = "true" ] && status=1
+  fi
+}
+start_plain RabbitMQ 5672 rabbitmq-server
+
 if [ "${CI:-}" = "true" ] && [ $status -ne 0 ]; then
   echo "services: a service the suite needs is missing (CI=true makes that a failure)"
   exit 1

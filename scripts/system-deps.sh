@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# System packages some test dependencies build against (idempotent; `make test` runs it).
-# mysqlclient (MySQLdb) compiles against the MariaDB/MySQL client library: it needs its
-# headers and pkg-config when pip builds it. Installed with apt-get when missing and allowed
-# (root); under CI=true a missing package that cannot be installed is an error.
+# System packages the test suite needs beyond Python's (idempotent; `make test` runs it):
+# - libmariadb-dev and pkg-config: mysqlclient (MySQLdb) compiles against them when pip builds it;
+# - chromium and chromium-driver: the browser console's tests (integration/test_ui_browser.py).
+# Installed with apt-get when missing and allowed (root, or sudo without a password); otherwise
+# it says how. Under CI=true a package that is still missing is an error.
 set -u
 
 have_mysql_headers() {
@@ -10,23 +11,37 @@ have_mysql_headers() {
     { pkg-config --exists libmariadb || pkg-config --exists mysqlclient; } 2>/dev/null
 }
 
-if have_mysql_headers; then
-  echo "system-deps: MariaDB/MySQL client headers present (mysqlclient can build)"
+missing=()
+have_mysql_headers || missing+=(libmariadb-dev pkg-config)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system-deps: MariaDB client headers, chromium and chromium-driver are installed"
   exit 0
 fi
 
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "system-deps: installing libmariadb-dev and pkg-config (for mysqlclient)"
+as_root=()
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as_root=(sudo -n); else
+    as_root=(none); fi
+fi
+if command -v apt-get >/dev/null 2>&1 && [ "${as_root[*]:-}" != none ]; then
+  echo "system-deps: installing ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q libmariadb-dev pkg-config >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libmariadb-dev pkg-config >/dev/null; }
+  "${as_root[@]}" apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+    || { "${as_root[@]}" apt-get update -q >/dev/null && \
+         "${as_root[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 
-if have_mysql_headers; then
-  echo "system-deps: MariaDB/MySQL client headers installed"
+still=()
+have_mysql_headers || still+=(libmariadb-dev pkg-config)
+[ -x /usr/bin/chromium ] || still+=(chromium)
+[ -x /usr/bin/chromedriver ] || still+=(chromium-driver)
+if [ ${#still[@]} -eq 0 ]; then
+  echo "system-deps: installed ${missing[*]}"
   exit 0
 fi
-echo "system-deps: no MariaDB/MySQL client headers (apt-get install libmariadb-dev pkg-config);" \
-  "mysqlclient cannot be built"
+echo "system-deps: missing ${still[*]} (apt-get install ${still[*]}); mysqlclient cannot be" \
+  "built and the browser tests are skipped outside CI"
 [ "${CI:-}" = "true" ] && exit 1
 exit 0

@@ -281,3 +281,15 @@ def test_gunicorn_wraps_only_for_its_wsgi_workers():
     assert not web_gunicorn.serves_wsgi(base.Worker)
     uvicorn_workers = pytest.importorskip("uvicorn.workers")
     assert not web_gunicorn.serves_wsgi(uvicorn_workers.UvicornWorker)
+
+
+def test_application_traceback_shows_no_agent_frame(tracer):
+    import traceback
+
+    async def app(scope, receive, send):
+        raise ValueError("the application's own")
+
+    with pytest.raises(ValueError) as info:
+        run(web_asgi.XRayMiddleware(app), scope())
+    files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
+    assert not any("xray_autoinst" in f for f in files), files

@@ -56,6 +56,16 @@ def test_quick_benchmarks_produce_numbers(tmp_path):
             assert _number(row["wall_overhead_us"]["median"])
             assert _number(row["cpu_overhead_us"]["median"])
 
+    # ASGI: the same, this agent's middleware only (the peers' need their virtualenvs)
+    rows = {r["variant"]: r for r in sec["per_request_asgi"]["rows"]}
+    assert set(rows) == {"bare", "xray-sampled", "xray-unsampled", "task-bare",
+                         "task-xray-sampled", "task-xray-unsampled"}
+    for name, row in rows.items():
+        for key in ("wall_us", "thread_us", "cpu_us"):
+            assert _positive_summary(row[key]), (name, key, row)
+        if "bare" not in name:
+            assert _number(row["wall_overhead_us"]["median"])
+
     seen = set()
     for row in sec["per_call"]["rows"]:
         seen.add((row["case"], row["mode"]))
@@ -93,6 +103,15 @@ def test_quick_benchmarks_produce_numbers(tmp_path):
     for row in rows.values():
         assert _positive_summary(row["rps"]), row
     # sampled at 100%: every request served reached the sink as a document
+    assert rows["xray-run"]["documents_per_request"] > 0.9, rows["xray-run"]
+    assert rows["xray-run, unsampled"]["documents_per_request"] == 0, rows["xray-run, unsampled"]
+
+    data = sec["e2e_asgi"]
+    assert data["server"] == "uvicorn"
+    rows = {r["variant"]: r for r in data["rows"]}
+    assert set(rows) == {"bare", "xray-run", "xray-run, unsampled"}
+    for row in rows.values():
+        assert _positive_summary(row["rps"]), row
     assert rows["xray-run"]["documents_per_request"] > 0.9, rows["xray-run"]
     assert rows["xray-run, unsampled"]["documents_per_request"] == 0, rows["xray-run, unsampled"]
 

@@ -205,3 +205,26 @@ def test_stop_and_status_without_a_daemon(tmp_path, capsys):
         json.dump({"pid": 2 ** 22 + 12345, "tcp": "127.0.0.1:1"}, f)
     assert cli.main_daemon(["--stop", "--store", store]) == 0
     assert not os.path.exists(local.pid_file_for(store))
+
+
+def test_map_view_service_and_time_range(store_path, capsys):
+    code, out, _ = run_view(cli.main_map, ["--store", store_path, "--json", "--service",
+                                           "worker"], capsys)
+    graph = json.loads(out)
+    assert code == 0 and {n["id"] for n in graph["nodes"]} == {"client", "service:worker"}
+    # traces started at T0, T0+1, T0+2: --until T0+1.5 leaves the first two
+    until = datetime.datetime.fromtimestamp(T0 + 1.5).isoformat()
+    code, out, _ = run_view(cli.main_map, ["--store", store_path, "--json", "--until", until],
+                            capsys)
+    assert json.loads(out)["traces"] == 2
+    code, _, err = run_view(cli.main_map, ["--store", store_path, "--until", "soon"], capsys)
+    assert code == 2 and "--until 'soon'" in err
+
+
+def test_ui_usage_errors(tmp_path, capsys):
+    code, _, err = run_view(cli.main_ui, ["--port", "70000"], capsys)
+    assert code == 2 and "usage: xray-autoinst ui" in err
+    code, _, err = run_view(cli.main_daemon, ["--ui", "--no-store"], capsys)
+    assert code == 2 and "--no-store" in err
+    code, _, err = run_view(cli.main_daemon, ["--ui-port", "3000"], capsys)
+    assert code == 2 and "--ui-port is for --ui" in err

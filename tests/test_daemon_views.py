@@ -195,3 +195,59 @@ def test_empty_map():
     graph = views.build_map([])
     assert graph == {"traces": 0, "nodes": [], "edges": []}
     assert views.render_map(graph) == "no traces\n"
+
+
+def test_map_edges_carry_the_callers_latency():
+    """web's call to payments took 0.5 s as web saw it (pay.internal); payments' own segment
+    took 0.4 s: the edge shows the caller's 0.5 s, the payments node its own 0.4 s."""
+    graph = views.build_map([web_trace()])
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert edges[("service:web", "service:payments")]["avg_latency"] == pytest.approx(0.5)
+    assert edges[("service:web", "service:payments")]["fault_rate"] == 1.0  # the 503 it got
+    assert nodes["service:payments"]["avg_latency"] == pytest.approx(0.4)
+    assert edges[("client", "service:web")]["avg_latency"] == pytest.approx(1.0)
+    text = views.render_map(graph, style=Style(unicode=False))
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("-> payments")]
+    assert "avg 500.0 ms" in line
+
+
+def test_focus_map_keeps_a_service_and_its_neighbours():
+    graph = views.focus_map(views.build_map([web_trace()]), "pay*")
+    assert {n["id"] for n in graph["nodes"]} == {
+        "service:web", "service:payments", "remote:api.stripe.example"}
+    assert {(e["source"], e["target"]) for e in graph["edges"]} == {
+        ("service:web", "service:payments"), ("service:payments", "remote:api.stripe.example")}
+    assert views.focus_map(views.build_map([web_trace()]), "nothing")["nodes"] == []
+
+
+def test_map_contributions_aggregate_like_build_map():
+    contribs = [views.map_contribution(web_trace()) for _ in range(3)]
+    assert views.aggregate_map(contribs) == views.build_map([web_trace()] * 3)
+
+
+def test_timeline_header_stays_on_one_line_at_120_columns():
+    trace = web_trace()
+    trace["segments"][0]["http"]["request"]["url"] = "http://localhost:8000/" + "x" * 200
+    out = views.render_trace(trace, width=120)
+    head = out.splitlines()[0]
+    assert len(head) <= 120 and head.startswith(TRACE) and "1 segment" not in head
+    assert "web: GET http://localhost:8000/x" in head and "…" in head
+    assert all(len(ln) <= 120 for ln in out.splitlines())
+
+
+def test_traces_table_gives_the_request_the_room():
+    """At 120 columns (today's times drop the date) a 30-character request is shown whole
+    beside a short service name, and keeps 28 characters beside a 21-character one, where it
+    had 12 before."""
+    import time as _time
+
+    url = "http://h/api/v1/orders/12345/items"
+    item = summary(start_time=_time.time(), service="shop", url=url)
+    (line,) = views.render_traces([item], width=120).splitlines()[1:]
+    assert "  GET /api/v1/orders/12345/items  " in line and len(line) <= 120
+    item["service"] = "VisionService.Analyse"
+    (line,) = views.render_traces([item], width=120).splitlines()[1:]
+    assert "  VisionServi…  GET /api/v1/orders/12345/it…  " in line and len(line) <= 120
+    wide = views.render_traces([item], width=160).splitlines()[1]
+    assert "VisionService.Analyse  GET /api/v1/orders/12345/items  " in wide

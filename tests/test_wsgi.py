@@ -213,3 +213,20 @@ def test_unsampled_request_sends_nothing(tracer):
     seen, _ = call(XRayMiddleware(simple_app()))
     assert emitter.documents == []
     assert seen["headers"]["X-Amzn-Trace-Id"].startswith("Root=1-")
+
+
+def test_application_traceback_shows_no_agent_frame(tracer):
+    import traceback
+
+    from xray_autoinst.wsgi import XRayMiddleware
+
+    def app(environ, start_response):
+        raise ValueError("the application's own")
+
+    for header in ({}, {"HTTP_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;"
+                                                 "Sampled=0"}):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", **header}
+        with pytest.raises(ValueError) as info:
+            XRayMiddleware(app)(environ, lambda *a: None)
+        files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
+        assert not any("xray_autoinst" in f for f in files), files

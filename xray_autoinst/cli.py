@@ -1,4 +1,4 @@
-"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map."""
+"""``xray-autoinst SUBCOMMAND``: run, check, daemon, traces, trace, map, ui, lambda-layer."""
 
 import sys
 
@@ -11,6 +11,8 @@ commands:
   traces [...]                 list stored traces
   trace TRACE_ID               show one trace as a timeline
   map                          show the service map of stored traces
+  ui [--port N] [--bind HOST]  the X-Ray console in the browser (traces, timeline, map)
+  lambda-layer -o LAYER.zip    build an AWS Lambda layer (exec wrapper /opt/xray-run)
 """
 
 _DAEMON_COMMANDS = {
@@ -18,6 +20,7 @@ _DAEMON_COMMANDS = {
     "traces": "main_traces",
     "trace": "main_trace",
     "map": "main_map",
+    "ui": "main_ui",
 }
 
 
@@ -40,6 +43,10 @@ def main(argv=None):
         from .check import main as check
 
         return check(rest)
+    if cmd == "lambda-layer":
+        from .lambda_layer import main as lambda_layer
+
+        return lambda_layer(rest)
     if cmd in _DAEMON_COMMANDS:
         from .daemon import cli as daemon_cli
 

@@ -45,6 +45,11 @@ EXPECT = "XRAY_AUTOINST_EXPECT"
 RAISE = "XRAY_AUTOINST_RAISE"
 # Internal (tests): seconds between centralized sampling target polls (rules: 30 times that).
 SAMPLING_POLL = "XRAY_AUTOINST_SAMPLING_POLL"
+# set by AWS Lambda (not by users): the function's name, and the trace header of the invocation
+# being handled (the runtime client rewrites it before each invocation)
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+LAMBDA_TRACE_ID = "_X_AMZN_TRACE_ID"
+LAMBDA_INIT_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 
 DEFAULT_DAEMON = "127.0.0.1:2000"
 DEFAULT_REDACT = "password,passwd,pwd,secret,token,key,signature,credential,auth,session"
@@ -91,6 +96,8 @@ class Config:
         "sql_queries": "sanitized",
         "redact_query_params": tuple(DEFAULT_REDACT.split(",")),
         "reraise": False,
+        "lambda_function_name": None,  # AWS_LAMBDA_FUNCTION_NAME, cleaned; None outside Lambda
+        "lambda_snap_start": False,  # AWS_LAMBDA_INITIALIZATION_TYPE=snap-start
         # variable -> (effective value as text, "env" | "default" | "invalid: ...")
         "sources": None,
         "problems": (),
@@ -267,7 +274,9 @@ def from_env(environ=None) -> Config:
         record(SAMPLING_RULES, "(X-Ray default rule: 1/s + 5%)", "default")
 
     raw = get(SAMPLING)
-    mode = "local" if kw.get("sampling_rules") is not None else "centralized"
+    # in AWS Lambda each invocation carries Lambda's decision: no rules to poll for
+    local = kw.get("sampling_rules") is not None or get(LAMBDA_FUNCTION_NAME) is not None
+    mode = "local" if local else "centralized"
     if raw is not None:
         v = raw.strip().lower()
         if v in ("local", "centralized"):
@@ -368,6 +377,14 @@ def from_env(environ=None) -> Config:
         record(REDACT_QUERY_PARAMS, DEFAULT_REDACT, "default")
 
     _fleet(get, record, problems, kw)
+    raw = get(LAMBDA_FUNCTION_NAME)
+    if raw is not None:
+        kw["lambda_function_name"] = clean_name(raw.strip())[0]
+        record(LAMBDA_FUNCTION_NAME, raw, "env")
+    raw = get(LAMBDA_INIT_TYPE)
+    if raw is not None:
+        kw["lambda_snap_start"] = raw.strip() == "snap-start"
+        record(LAMBDA_INIT_TYPE, raw, "env")
 
     raw = get(RAISE)
     kw["reraise"] = raw is not None and raw.strip().lower() in _TRUE
@@ -425,6 +442,13 @@ def _fleet(get, record, problems, kw) -> None:
             kw[field] = raw.strip()
 
 
+def lambda_trace_header(environ=None):
+    """The current Lambda invocation's trace header (``_X_AMZN_TRACE_ID``), or None. Read per
+    invocation, not parsed once: the runtime client sets it before each one."""
+    env = os.environ if environ is None else environ
+    return env.get(LAMBDA_TRACE_ID)
+
+
 # Documentation of every variable (rendered into the README and by ``xray-run --check``).
 DOCS = (
     (SERVICE_NAME, "program name", "Segment name. Falls back to AWS_XRAY_TRACING_NAME, then to "
@@ -439,7 +463,7 @@ DOCS = (
     (DISABLED_INSTRUMENTATIONS, "empty", "Comma-separated integration names to skip."),
     (SAMPLING_RULES, "unset", "Path to, or inline JSON of, local sampling rules (version 1 or 2)."),
     (SAMPLING, "centralized", "centralized: rules from the daemon's proxy; local: local rules only "
-     "(the default when XRAY_SAMPLING_RULES is set)."),
+     "(the default when XRAY_SAMPLING_RULES is set, and in AWS Lambda)."),
     (SAMPLING_POLL, "10", "Internal, for tests: seconds between centralized sampling target "
      "polls; rules are fetched every 30 polls (5 minutes by default)."),
     (TRUST_TRACE_HEADER, "true", "false: ignore the incoming Sampled= decision (edge services)."),
@@ -454,6 +478,13 @@ DOCS = (
     (SERVICE_VERSION, "unset", "The application's version, recorded as service.version."),
     (RESOURCE_DETECTION, "true", "Detect where the service runs (Elastic Beanstalk, EKS, ECS, "
      "EC2) in the background and record origin and aws.* on segments; false: don't."),
+    (ECS_METADATA_URI, "set by ECS", "Read by the detection: ECS's task metadata endpoint."),
+    (K8S_HOST, "set by Kubernetes", "Read by the detection (with KUBERNETES_SERVICE_PORT): a pod."),
+    (IMDS_ENDPOINT, "http://169.254.169.254", "Internal, for the agent's tests: the EC2 instance "
+     "metadata endpoint."),
+    (RESOURCE_ROOT, "/", "Internal, for the agent's tests: where /sys, /proc and /var are read."),
+    (K8S_API, "https://KUBERNETES_SERVICE_HOST:PORT", "Internal, for the agent's tests: the "
+     "Kubernetes API."),
     (LOG_LEVEL, "warning", "The agent's own log level (stderr, logger 'xray_autoinst')."),
     (CONTEXT_MISSING, "ignore", "Calls outside a request: ignore | log | call | process."),
     (AWS_CONTEXT_MISSING, "unset", "Standard SDK values: RUNTIME_ERROR/LOG_ERROR = log, "
@@ -461,4 +492,10 @@ DOCS = (
     (SQL_QUERIES, "sanitized", "sanitized: record queries with literals replaced by ?; off."),
     (REDACT_QUERY_PARAMS, DEFAULT_REDACT, "URL query parameter name fragments whose values are "
      "replaced by REDACTED (case-insensitive)."),
+    (LAMBDA_FUNCTION_NAME, "set by Lambda", "Names the subsegment recorded for each Lambda "
+     "invocation (the function's own segment is Lambda's)."),
+    (LAMBDA_TRACE_ID, "set by Lambda", "The invocation's trace header (Root, Parent, Sampled): "
+     "the subsegments of each invocation go under that Parent; Sampled=0 records nothing."),
+    (LAMBDA_INIT_TYPE, "set by Lambda", "snap-start: fresh ids and socket in every environment "
+     "restored from the snapshot."),
 )

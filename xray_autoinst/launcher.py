@@ -1,4 +1,4 @@
-"""``xray-run [--check] [--local] [--] COMMAND [ARGS...]``
+"""``xray-run [--check] [--local [--ui]] [--] COMMAND [ARGS...]``
 
 Edits the environment and replaces itself with COMMAND (``os.execvp``): same PID, exit code,
 argv and signals as running the command directly. Imports nothing but ``os`` and ``sys`` on the
@@ -8,7 +8,7 @@ way to ``exec`` (``shutil`` alone costs milliseconds).
 import os
 import sys
 
-USAGE = """usage: xray-run [--check] [--local] [--] COMMAND [ARGS...]
+USAGE = """usage: xray-run [--check] [--local [--ui]] [--] COMMAND [ARGS...]
 
 Runs COMMAND with AWS X-Ray tracing: every Python interpreter it starts from this installation
 loads the xray-autoinst start-up hook. Configuration comes from environment variables
@@ -16,6 +16,7 @@ loads the xray-autoinst start-up hook. Configuration comes from environment vari
 
   --check   print the effective configuration and integrations, run nothing
   --local   make sure a local xray-autoinst daemon (store mode) is running first
+  --ui      with --local: a daemon started now also serves the browser console
 """
 
 
@@ -45,7 +46,7 @@ def prepare_environ(environ):
 
 def main(argv=None, prog="xray-run"):
     args = list(sys.argv[1:] if argv is None else argv)
-    check = local = False
+    check = local = ui = False
     while args and args[0].startswith("-"):
         opt = args.pop(0)
         if opt == "--":
@@ -54,6 +55,8 @@ def main(argv=None, prog="xray-run"):
             check = True
         elif opt == "--local":
             local = True
+        elif opt == "--ui":
+            ui = True
         elif opt in ("-h", "--help"):
             sys.stdout.write(USAGE)
             return 0
@@ -71,6 +74,9 @@ def main(argv=None, prog="xray-run"):
         return check_main()
     if not args:
         sys.stderr.write(USAGE)
+        return 2
+    if ui and not local:
+        sys.stderr.write("%s: --ui goes with --local\n" % prog)
         return 2
     environ = os.environ
     if local:
@@ -90,7 +96,8 @@ def main(argv=None, prog="xray-run"):
                 "'udp:host:port tcp:host:port'\n" % (prog, value)
             )
             return 2
-        sys.stderr.write(ensure_local_daemon(udp, tcp, None, dict(environ)).rstrip("\n") + "\n")
+        line = ensure_local_daemon(udp, tcp, None, dict(environ), ui=ui)
+        sys.stderr.write(line.rstrip("\n") + "\n")
     prepare_environ(environ)
     try:
         os.execvp(args[0], args)

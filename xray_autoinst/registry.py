@@ -38,6 +38,8 @@ INTEGRATIONS = {
         ("aiohttp.client_reqrep", "aiohttp.connector"), "xray_autoinst.contrib.http_aiohttp",
         "aiohttp",
     ),
+    # SQS consumers through boto3 resources (the client side comes with botocore)
+    "boto3_sqs": (("boto3.resources.response",), "xray_autoinst.contrib.aws_sqs", "boto3"),
     # databases
     "sqlite3": (("sqlite3",), "xray_autoinst.contrib.db_sqlite3", None),
     "psycopg": (("psycopg",), "xray_autoinst.contrib.db_psycopg", "psycopg"),
@@ -54,6 +56,12 @@ INTEGRATIONS = {
     # caches
     "redis": (("redis.client",), "xray_autoinst.contrib.db_redis", "redis"),
     "redis_asyncio": (("redis.asyncio.client",), "xray_autoinst.contrib.db_redis_asyncio", "redis"),
+    # task queues: publishing carries the trace, each task execution is a segment
+    "celery": (("celery.app.base",), "xray_autoinst.contrib.task_celery", "celery"),
+    # AWS Lambda: the runtime interface client calls the handler (one subsegment per invocation)
+    "awslambdaric": (
+        ("awslambdaric.bootstrap",), "xray_autoinst.contrib.lambda_awslambdaric", "awslambdaric"
+    ),
     # applications already using aws-xray-sdk: its recorder records into the agent's trace
     "aws_xray_sdk": (
         ("aws_xray_sdk.core.recorder",), "xray_autoinst.contrib.sdk_aws_xray", "aws-xray-sdk"

@@ -29,6 +29,11 @@ _HANDLER_ID = "xray-autoinst-trace-header"
 _INTERNAL = object()
 # "aio": aiobotocore's patch (aws_aiobotocore) uses this module's handler and helpers too
 _state = {"patched": False, "aio": False, "remote": (), "client_error": None}
+# Per-service hooks, endpoint prefix -> object with ``before(client, args, kwargs) -> bool``
+# (False: neither this call nor anything under it is recorded) and ``after(sub, exc)`` (once
+# the call's subsegment has ended).
+# Filled by patch(): the SQS message logic lives in aws_sqs.
+HOOKS: dict = {}
 
 THROTTLE_CODES = frozenset((
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -128,6 +133,9 @@ def _begin(client, args, kwargs):
         prefix = model.service_name
     if prefix == "xray" or _http.internal.get():
         return _INTERNAL
+    hooks = HOOKS.get(prefix)
+    if hooks is not None and not hooks.before(client, args, kwargs):
+        return _INTERNAL  # e.g. an SQS poll outside any segment: nothing recorded under it
     cur = _current.get()
     if cur is None:
         if tracer.context_missing == "ignore":
@@ -240,6 +248,9 @@ def _end(sub, result=None, exc=None):
             _error(sub, exc)
     finally:
         _tracer_mod.tracer.end_subsegment(sub)
+        hooks = HOOKS.get(sub.name)
+        if hooks is not None:
+            hooks.after(sub, exc)
 
 
 def _traced_make_api_call(wrapped, instance, args, kwargs):
@@ -289,6 +300,9 @@ def patch():
     load_exceptions(exceptions)
     target.BaseClient._xray_autoinst_events = False
     wrapping.wrap(target.BaseClient, "_make_api_call", _traced_make_api_call)
+    from . import aws_sqs
+
+    aws_sqs.install(target.BaseClient, HOOKS)
     _state["patched"] = True
     target._xray_autoinst_patched = True
 
@@ -303,5 +317,8 @@ def unpatch():
     wrapping.unwrap(target.BaseClient, "_make_api_call")
     if _EVENTS_MARK in target.BaseClient.__dict__:
         del target.BaseClient._xray_autoinst_events
+    from . import aws_sqs
+
+    aws_sqs.uninstall(target.BaseClient, HOOKS)
     _state["patched"] = False  # handlers left on existing clients do nothing
     target._xray_autoinst_patched = False

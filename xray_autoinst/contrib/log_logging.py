@@ -21,8 +21,8 @@ def get_version():
 
 
 def _make_factory(original):
-    def factory(*args, **kwargs):
-        record = original(*args, **kwargs)
+    def factory(*args, _original=original, _get=_get, **kwargs):
+        record = _original(*args, **kwargs)
         entity = _get()
         if entity is None:
             record.xray_trace_id = record.xray_entity_id = ""

@@ -27,6 +27,7 @@ from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
 from ..core.urls import redact_query
+from ..core.wrapping import hide_frames
 from . import _web
 
 MARKER = "_xray_autoinst_app"
@@ -109,6 +110,9 @@ class XRayMiddleware:
                 await _Sampled(tracer, seg, echo, scope, kind).run(self.app, receive, send)
             else:
                 await self.app(scope, receive, _unsampled_send(send, echo))
+        except BaseException as exc:  # the application's: out of its traceback go our frames
+            hide_frames(exc)
+            raise
         finally:
             try:
                 _current.reset(token)
@@ -165,6 +169,7 @@ class _Sampled:
         except BaseException as exc:
             if not self.done:
                 self.finish(exc)
+            hide_frames(exc)
             raise
         if not self.done:
             self.finish()

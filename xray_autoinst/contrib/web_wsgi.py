@@ -13,6 +13,7 @@ from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
 from ..core.urls import redact_query
+from ..core.wrapping import hide_frames
 from . import _web
 
 MARKER = "_xray_autoinst_app"
@@ -100,9 +101,13 @@ class XRayMiddleware:
         except Exception:  # noqa: BLE001
             _fail("begin")
             return self.app(environ, start_response)
-        if seg.sampled:
-            return self._sampled(environ, start_response, tracer, seg, token, echo)
-        return self._unsampled(environ, start_response, tracer, token, echo)
+        try:
+            if seg.sampled:
+                return self._sampled(environ, start_response, tracer, seg, token, echo)
+            return self._unsampled(environ, start_response, tracer, token, echo)
+        except BaseException as exc:  # the application's: out of its traceback go our frames
+            hide_frames(exc)
+            raise
 
     def _unsampled(self, environ, start_response, tracer, token, echo):
         """No document: answer with the trace header, keep the context for downstream calls
@@ -119,6 +124,9 @@ class XRayMiddleware:
 
         try:
             return self.app(environ, _start_response)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
         finally:
             try:
                 _tracer_mod.current_entity.reset(token)
@@ -155,6 +163,7 @@ class XRayMiddleware:
         except BaseException as exc:
             _unwatch(environ, watch)
             _done(exc)
+            hide_frames(exc)
             raise
         try:
             _unwatch(environ, watch)

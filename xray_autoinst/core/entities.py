@@ -130,6 +130,21 @@ class Segment(Entity):
         return self.trace_id_
 
 
+class FacadeSegment(Segment):
+    """A segment recorded by someone else (AWS Lambda records the function's segment itself):
+    it stands for the trace header's ``Parent`` and is never emitted by the agent. Its id IS
+    that ``Parent``, and it counts as already emitted, so each direct subsegment is sent as a
+    standalone document (``type: subsegment``, ``trace_id`` = Root, ``parent_id`` = Parent)
+    the moment it ends, with its own subsegments nested in it."""
+
+    __slots__ = ()
+
+    def __init__(self, name, trace_id, parent_id, start_time=None):
+        Segment.__init__(self, name, trace_id, None, start_time)
+        self.id = parent_id
+        self.emitted = True
+
+
 class Subsegment(Entity):
     __slots__ = ()
 

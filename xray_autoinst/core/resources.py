@@ -253,8 +253,8 @@ def _run(cfg):
 def start(cfg) -> None:
     """Set the service block now; detect the platform in the background (once per process)."""
     apply(cfg, _state["detected"])
-    if not cfg.resource_detection:
-        return
+    if not cfg.resource_detection or cfg.lambda_function_name:
+        return  # (in Lambda, Lambda records the function's segment and where it runs)
     with _lock:
         if _state["done"] or (_state["thread"] is not None and _state["pid"] == os.getpid()):
             return

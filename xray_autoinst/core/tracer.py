@@ -21,7 +21,7 @@ import time
 from .. import config as _config
 from .. import log as _log
 from . import encoder, header, ids
-from .entities import Segment, Subsegment, UnsampledSegment
+from .entities import FacadeSegment, Segment, Subsegment, UnsampledSegment
 from .sampling import default_rules
 
 _process_lock = threading.Lock()
@@ -136,6 +136,31 @@ class Tracer:
         seg.end_time = _time() if end_time is None else end_time
         self.open_segments.pop(seg.id, None)
         self._emit(seg)
+
+    def begin_facade(self, hdr, name=None):
+        """Make the segment someone else records (Lambda's function segment) current, without
+        ever emitting it: ``hdr`` (a parsed TraceHeader) gives its trace id (Root) and id
+        (Parent). Subsegments begun under it are sent as standalone documents as they end.
+        Only ``Sampled=1`` with a Parent records anything: ``Sampled=0``, ``?`` or none (the
+        recorder of the segment decided, or did not say) gives an unsampled context, which
+        propagates ``Sampled=0`` downstream. Returns (entity or None, token); pass both to
+        ``end_facade``."""
+        if hdr is None:
+            return None, None
+        if hdr.sampled == "1" and hdr.parent:
+            seg = FacadeSegment(name or self.service_name, hdr.root, hdr.parent)
+            seg.lineage = hdr.lineage
+        else:
+            seg = UnsampledSegment(hdr.root, hdr.lineage)
+        return seg, _set(seg)
+
+    def end_facade(self, seg, token) -> None:
+        """Leave the facade's context; nothing is emitted for the facade itself."""
+        if token is not None:
+            try:
+                current_entity.reset(token)
+            except ValueError:  # ended in another context
+                _set(None)
 
     def _emit(self, seg) -> None:
         with seg.lock:
@@ -370,5 +395,9 @@ def install(cfg: _config.Config, emitter=None) -> Tracer:
             _log.get().debug("resource detection could not start", exc_info=True)
     if first:
         atexit.register(tracer.shutdown)
-        _flush_on_sigterm()
+        # not in AWS Lambda: each invocation's documents are sent before its result is posted,
+        # so nothing waits for SIGTERM (and importing signal costs ~10 M instructions at the
+        # cold start)
+        if cfg.lambda_function_name is None:
+            _flush_on_sigterm()
     return tracer

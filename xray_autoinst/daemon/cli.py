@@ -137,6 +137,15 @@ def daemon_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error"),
         help="default: info",
     )
+    p.add_argument(
+        "--ui", action="store_true",
+        help="also serve the browser console (as `xray-autoinst ui`) from this process",
+    )
+    p.add_argument(
+        "--ui-port", type=int, default=None, metavar="PORT",
+        help="port of the console with --ui (default: the TCP port + 1, i.e. 2001, else a "
+        "free one; 0: a free one)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--detach", action="store_true",
@@ -295,12 +304,16 @@ def _status(store: str) -> int:
     if state != "ours":
         sys.stderr.write(f"xray-autoinst: daemon pid {info['pid']} does not answer on {tcp}\n")
         return 1
+    if info.get("ui"):
+        status["ui"] = info["ui"]  # the browser console (daemon --ui)
     sys.stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 
 
-def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT."""
+def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None,
+           ui: int | None = None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT; ``ui``: the console's port
+    (-1: the default one, else a free one), None: no console."""
     from xray_autoinst.daemon.server import Daemon
 
     def report(message: str) -> None:
@@ -334,13 +347,70 @@ def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None) ->
             "store": settings.store, "started": daemon.started,
         },
     )
-    report(f"ok {os.getpid()}")
+    console = _start_console(settings, ui, pid_path) if ui is not None else None
+    report(f"ok {os.getpid()}" + (f" {console[1]}" if console is not None else ""))
     try:
         daemon.run(stop)
     finally:
+        if console is not None:
+            _stop_console(console[0])
         daemon.shutdown()
         _remove_pid_file(pid_path)
     return 0
+
+
+def _start_console(settings, ui: int, pid_path: str):
+    """``daemon --ui``: the console as a child process (``xray-autoinst ui``), so that its
+    reading of the store never takes the daemon's CPU; (process, url) or None."""
+    import subprocess
+
+    # default: the port after the daemon's TCP port (2001 beside 2000), else a free one
+    port = ui if ui >= 0 else (settings.tcp[1] + 1 if 0 < settings.tcp[1] < 65535 else 0)
+    argv = [sys.executable, "-m", "xray_autoinst.daemon", "ui", "--store", settings.store,
+            "--port", str(port), "--exit-with-parent"]
+    if ui < 0:
+        argv.append("--any-port-if-busy")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+    except OSError as exc:
+        log.error("cannot start the console: %s", exc)
+        return None
+    match = None
+    for _ in range(5):  # its first lines: a note or two, then where it listens
+        line = proc.stderr.readline().strip()
+        match = re.search(r"console of .* on (http://\S+) ", line)
+        if match is not None or not line:
+            break
+    if match is None:
+        log.error("the console did not start: %s", line or f"exit status {proc.wait()}")
+        _stop_console(proc)
+        return None
+
+    def relay():  # what the console says later goes to the daemon's log
+        for text in proc.stderr:
+            if text.strip():
+                log.warning("console: %s", text.strip())
+
+    threading.Thread(target=relay, name="xray-autoinst-ui-log", daemon=True).start()
+    url = match.group(1)
+    log.info("console on %s (pid %d)", url, proc.pid)
+    info = _read_pid_file(pid_path) or {}
+    info["ui"] = url
+    _write_pid_file(pid_path, info)
+    return proc, url
+
+
+def _stop_console(proc) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _start_error(exc: BaseException) -> str:
@@ -352,7 +422,8 @@ def _start_error(exc: BaseException) -> str:
     return f"cannot start: {exc}"
 
 
-def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
+def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str,
+            ui: int | None = None) -> int:
     """Fork into the background; the first process waits until the daemon is up."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -371,9 +442,11 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
         answer = b"".join(chunks).decode("utf-8", "replace").strip()
         if answer.startswith("ok "):
             where = f"stores traces in {settings.store}" if settings.store else "stores nothing"
+            pid_text, _, url = answer[3:].partition(" ")
+            console = f"; console on {url}" if url else ""
             sys.stderr.write(
-                f"xray-autoinst: daemon started (pid {answer[3:]}) on udp "
-                f"{local.format_addr(settings.udp)}, {where}; log {log_path}\n"
+                f"xray-autoinst: daemon started (pid {pid_text}) on udp "
+                f"{local.format_addr(settings.udp)}, {where}; log {log_path}{console}\n"
             )
             return 0
         message = answer[6:] if answer.startswith("error ") else f"see {log_path}"
@@ -396,7 +469,7 @@ def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str) -> int:
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         setup_logging(logging.getLevelName(log.level).lower())
-        code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd)
+        code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd, ui)
     except BaseException:
         code = 1
         try:
@@ -421,6 +494,15 @@ def daemon_main(argv: list[str], environ=None) -> int:
         settings = daemon_settings(args, environ)
     except ValueError as exc:
         sys.stderr.write(f"xray-autoinst daemon: {exc}\n")
+        return 2
+    ui = None
+    if args.ui:
+        if settings.store is None:
+            sys.stderr.write("xray-autoinst daemon: --ui shows the store: not with --no-store\n")
+            return 2
+        ui = -1 if args.ui_port is None else args.ui_port
+    elif args.ui_port is not None:
+        sys.stderr.write("xray-autoinst daemon: --ui-port is for --ui\n")
         return 2
     pid_path = local.pid_file_for(store_for_files)
     running = _running_daemon(pid_path)
@@ -459,8 +541,9 @@ def daemon_main(argv: list[str], environ=None) -> int:
         if not hasattr(os, "fork"):
             sys.stderr.write("xray-autoinst daemon: --detach needs a POSIX system\n")
             return 2
-        return _detach(settings, udp_sock, tcp_sock, pid_path, local.log_file_for(store_for_files))
-    return _serve(settings, udp_sock, tcp_sock, pid_path, None)
+        return _detach(settings, udp_sock, tcp_sock, pid_path,
+                       local.log_file_for(store_for_files), ui)
+    return _serve(settings, udp_sock, tcp_sock, pid_path, None, ui)
 
 
 def main_daemon(argv: list[str]) -> int:
@@ -604,6 +687,11 @@ def map_main(argv: list[str], environ=None) -> int:
     p = _view_parser("xray-autoinst map", "Show the service map of the stored traces.")
     p.add_argument("--dot", action="store_true", help="print Graphviz DOT")
     p.add_argument("--since", metavar="WHEN", help="traces started since 15m, 2h, 1d, ISO time")
+    p.add_argument("--until", metavar="WHEN", help="traces started until 15m, 2h, 1d ago, ISO time")
+    p.add_argument(
+        "--service", metavar="NAME",
+        help="only the services named NAME (* wildcards) and their direct neighbours",
+    )
     p.add_argument(
         "--limit", type=_positive_int, default=1000, metavar="N",
         help="use the N newest traces (default: 1000)",
@@ -615,6 +703,10 @@ def map_main(argv: list[str], environ=None) -> int:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         p.error(str(exc))
+    try:
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        p.error(str(exc).replace("--since", "--until"))
     from xray_autoinst.daemon import views
     from xray_autoinst.daemon.tree import merged_trace
 
@@ -622,11 +714,13 @@ def map_main(argv: list[str], environ=None) -> int:
     traces = []
     if store is not None:
         try:
-            for trace_id in store.trace_ids(since=since, limit=args.limit):
+            for trace_id in store.trace_ids(since=since, until=until, limit=args.limit):
                 traces.append(merged_trace(trace_id, store.documents(trace_id)))
         finally:
             store.close_reader()
     graph = views.build_map(traces)
+    if args.service:
+        graph = views.focus_map(graph, args.service)
     if args.json:
         sys.stdout.write(views.dumps(graph))
     elif args.dot:
@@ -634,6 +728,70 @@ def map_main(argv: list[str], environ=None) -> int:
     else:
         sys.stdout.write(views.render_map(graph, width=_width(args), style=_style(environ)))
     return 0
+
+
+def ui_main(argv: list[str], environ=None) -> int:
+    environ = os.environ if environ is None else environ
+    from xray_autoinst.daemon import ui
+
+    p = _Parser(
+        prog="xray-autoinst ui",
+        description="Serve the read-only X-Ray console (trace list, timeline, service map) "
+        "of the store in the browser.",
+    )
+    _store_arg(p)
+    p.add_argument(
+        "--port", type=int, default=None, metavar="PORT",
+        help=f"TCP port (default: {ui.DEFAULT_PORT}, else a free one; 0: a free one)",
+    )
+    p.add_argument(
+        "--bind", metavar="HOST", default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1). Anything else than loopback lets "
+        "others on the network read your traces.",
+    )
+    # for daemon --ui, which runs the console as its child
+    p.add_argument("--any-port-if-busy", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        p.error(f"--port {args.port}: 0 to 65535")
+    store = _store_path(args, environ)
+    if not ui.is_loopback(args.bind.strip("[]")):
+        sys.stderr.write(
+            f"xray-autoinst ui: warning: listening on {args.bind}, not loopback: anyone who "
+            "reaches it can read the traces (URLs, SQL, user agents). There is no login.\n"
+        )
+    if not os.path.exists(store):
+        sys.stderr.write(
+            f"xray-autoinst ui: no trace store at {store} yet; the console shows it once a "
+            "daemon writes it (`xray-run --local` or `xray-autoinst daemon`)\n"
+        )
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    def announce(url: str) -> None:
+        sys.stderr.write(f"xray-autoinst ui: console of {store} on {url} (Ctrl-C stops it)\n")
+        sys.stderr.flush()
+
+    port = ui.DEFAULT_PORT if args.port is None else args.port
+    parent = os.getppid() if args.exit_with_parent else None
+    try:
+        return ui.run(store, args.bind, port, stop, announce,
+                      fallback=args.any_port_if_busy or args.port is None, parent=parent)
+    except OSError as exc:
+        sys.stderr.write(
+            f"xray-autoinst ui: cannot listen on {args.bind}:{port}: {exc.strerror or exc}\n"
+        )
+        return 1
+
+
+def main_ui(argv: list[str]) -> int:
+    return _run(ui_main, argv)
 
 
 def main_traces(argv: list[str]) -> int:
@@ -648,4 +806,7 @@ def main_map(argv: list[str]) -> int:
     return _run(map_main, argv)
 
 
-COMMANDS = {"daemon": main_daemon, "traces": main_traces, "trace": main_trace, "map": main_map}
+COMMANDS = {
+    "daemon": main_daemon, "traces": main_traces, "trace": main_trace, "map": main_map,
+    "ui": main_ui,
+}

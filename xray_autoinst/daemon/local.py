@@ -114,23 +114,46 @@ def _stop_hint(store: str, environ: dict) -> str:
     return f"xray-autoinst daemon --stop --store {store}"
 
 
-def _running_line(status: dict, started: bool, environ: dict) -> str:
+def _console_url(store: str) -> str | None:
+    """The browser console's URL of the daemon of ``store`` (its pid file says), if any."""
+    import json
+
+    try:
+        with open(pid_file_for(store), encoding="utf-8") as f:
+            url = json.load(f).get("ui")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
+
+
+def _running_line(status: dict, started: bool, environ: dict, ui: bool = False) -> str:
     store = str(status.get("store") or "")
     what = "started a local daemon" if started else "local daemon"
     where = f"stores traces in {store}" if store else "does not store traces (--no-store)"
-    return (
+    line = (
         f"xray-autoinst: {what} (pid {status.get('pid')}) on udp {status.get('udp')}, {where}; "
         f"view them with `xray-autoinst traces`, stop it with `{_stop_hint(store, environ)}`"
     )
+    url = _console_url(store) if store else None
+    if url:
+        line += f"; console on {url}"
+    elif ui and store:
+        line += (
+            "; it serves no console (started without --ui): open one with `xray-autoinst ui"
+            + ("" if store == default_store_path(environ) else f" --store {store}") + "`"
+        )
+    return line
 
 
 def daemon_command(
-    udp_addr: tuple[str, int], tcp_addr: tuple[str, int], store: str | None
+    udp_addr: tuple[str, int], tcp_addr: tuple[str, int], store: str | None, ui: bool = False
 ) -> list[str]:
     listen = f"udp:{format_addr(udp_addr)} tcp:{format_addr(tcp_addr)}"
     cmd = [sys.executable, "-m", "xray_autoinst.daemon", "daemon", "--detach", "--listen", listen]
     if store:
         cmd += ["--store", store]
+    if ui:
+        cmd.append("--ui")
     return cmd
 
 
@@ -141,18 +164,21 @@ def ensure_local_daemon(
     environ: dict,
     *,
     timeout: float = 20.0,
+    ui: bool = False,
 ) -> str:
-    """Start a detached local daemon unless one answers on ``tcp_addr``; return a line to print."""
+    """Start a detached local daemon unless one answers on ``tcp_addr``; return a line to print.
+
+    With ``ui``, a daemon it starts also serves the browser console (``daemon --ui``)."""
     state, status = probe(tcp_addr)
     if state == "ours":
-        return _running_line(status, False, environ)
+        return _running_line(status, False, environ, ui)
     if state == "other":
         return (
             f"xray-autoinst: {format_addr(tcp_addr)} is answered by something that is not the "
             "xray-autoinst daemon (the AWS X-Ray daemon or an OpenTelemetry collector?); "
             f"sending traces to udp {format_addr(udp_addr)} as is"
         )
-    cmd = daemon_command(udp_addr, tcp_addr, store)
+    cmd = daemon_command(udp_addr, tcp_addr, store, ui)
     try:
         done = subprocess.run(
             cmd,
@@ -173,7 +199,7 @@ def ensure_local_daemon(
     while True:
         state, status = probe(tcp_addr)
         if state == "ours":
-            return _running_line(status, True, environ)
+            return _running_line(status, True, environ, ui)
         if time.monotonic() > deadline:
             return (
                 "xray-autoinst: started the local daemon but it does not answer on "

@@ -273,15 +273,21 @@ class Store:
                 out.append(doc)
         return out
 
-    def trace_ids(self, *, since: float | None = None, limit: int | None = None) -> list[str]:
+    def trace_ids(
+        self, *, since: float | None = None, until: float | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
         """Trace ids, newest first."""
         if not self._has_tables():
             return []
-        sql = "SELECT trace_id FROM traces"
+        sql = "SELECT trace_id FROM traces WHERE 1"
         args: list = []
         if since is not None:
-            sql += " WHERE start_time >= ?"
+            sql += " AND start_time >= ?"
             args.append(since)
+        if until is not None:
+            sql += " AND start_time <= ?"
+            args.append(until)
         sql += " ORDER BY start_time DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -327,39 +333,48 @@ class Store:
 
     def _summary(self, trace_id: str, start: float, end: float | None) -> dict | None:
         docs = self._conn.execute(
-            "SELECT kind, id, parent_id, name, in_progress, start_time, end_time, http_method, "
-            "url, status, fault, error, throttle FROM documents WHERE trace_id = ?",
-            (trace_id,),
+            f"SELECT {SUMMARY_COLUMNS} FROM documents WHERE trace_id = ?", (trace_id,),
         ).fetchall()
-        if not docs:
-            return None
-        segments = [d for d in docs if d[0] == "segment"]
-        ids = {d[1] for d in docs}
-        roots = [d for d in segments if d[2] is None] or [
-            d for d in segments if d[2] not in ids
-        ] or segments or docs
-        root = min(roots, key=lambda d: d[5])
-        services: list[str] = []
-        for d in sorted(segments, key=lambda d: d[5]):
-            if d[3] and d[3] not in services:
-                services.append(d[3])
-        return {
-            "trace_id": trace_id,
-            "start_time": start,
-            "end_time": end,
-            "duration": (end - start) if end is not None else None,
-            "service": root[3] if root[0] == "segment" else None,
-            "services": services,
-            "method": root[7],
-            "url": root[8],
-            "status": root[9],
-            "segments": len(segments),
-            "documents": len(docs),
-            "fault": any(d[10] for d in docs),
-            "error": any(d[11] for d in docs),
-            "throttle": any(d[12] for d in docs),
-            "in_progress": any(d[4] for d in docs),
-        }
+        return summary_of(trace_id, start, end, docs)
+
+
+SUMMARY_COLUMNS = (
+    "kind, id, parent_id, name, in_progress, start_time, end_time, http_method, url, status, "
+    "fault, error, throttle"
+)
+
+
+def summary_of(trace_id: str, start: float, end: float | None, docs: list) -> dict | None:
+    """A trace's summary from its documents' ``SUMMARY_COLUMNS`` rows."""
+    if not docs:
+        return None
+    segments = [d for d in docs if d[0] == "segment"]
+    ids = {d[1] for d in docs}
+    roots = [d for d in segments if d[2] is None] or [
+        d for d in segments if d[2] not in ids
+    ] or segments or docs
+    root = min(roots, key=lambda d: d[5])
+    services: list[str] = []
+    for d in sorted(segments, key=lambda d: d[5]):
+        if d[3] and d[3] not in services:
+            services.append(d[3])
+    return {
+        "trace_id": trace_id,
+        "start_time": start,
+        "end_time": end,
+        "duration": (end - start) if end is not None else None,
+        "service": root[3] if root[0] == "segment" else None,
+        "services": services,
+        "method": root[7],
+        "url": root[8],
+        "status": root[9],
+        "segments": len(segments),
+        "documents": len(docs),
+        "fault": any(d[10] for d in docs),
+        "error": any(d[11] for d in docs),
+        "throttle": any(d[12] for d in docs),
+        "in_progress": any(d[4] for d in docs),
+    }
 
 
 def status_matches(status: int | None, wanted: str) -> bool:

@@ -43,13 +43,14 @@ def _better(new: dict, old: dict) -> bool:
     return bool(old.get("in_progress")) and not new.get("in_progress")
 
 
-def assemble(documents: list[dict]) -> dict:
+def assemble(documents: list[dict], *, copy_input: bool = True) -> dict:
     """Merge the documents of one trace into ``{"segments": [...], "orphans": [...]}``.
 
     Orphans are streamed subsegments whose parent is not (yet) in the store.
-    The result is a deep copy: the input is not modified.
+    The result is a deep copy: the input is not modified (unless ``copy_input`` is false: then
+    the documents, parsed for this call only, are reused as they are).
     """
-    docs = copy.deepcopy(documents)
+    docs = copy.deepcopy(documents) if copy_input else list(documents)
     index: dict[str, dict] = {}
     parent_of: dict[str, dict] = {}
 
@@ -139,9 +140,9 @@ def assemble(documents: list[dict]) -> dict:
     return {"segments": segments, "orphans": orphans}
 
 
-def merged_trace(trace_id: str, documents: list[dict]) -> dict:
+def merged_trace(trace_id: str, documents: list[dict], *, copy_input: bool = True) -> dict:
     """The JSON printed by ``xray-autoinst trace --json``."""
-    tree = assemble(documents)
+    tree = assemble(documents, copy_input=copy_input)
     starts = []
     ends = []
     for top in tree["segments"] + tree["orphans"]:

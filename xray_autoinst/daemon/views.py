@@ -142,10 +142,24 @@ def render_traces(summaries: list[dict], *, width: int = 120, style: Style = Sty
                 " ".join(_style_mark(m, style) for m in marks_of(s)),
             ]
         )
+    # Times of today need no date: the REQUEST column gets the room.
+    today = datetime.date.today()
+    if all(
+        s.get("start_time") is not None
+        and datetime.date.fromtimestamp(s["start_time"]) == today
+        for s in summaries
+    ):
+        for r in rows:
+            r[0] = r[0][11:]
     widths = [max(len(headers[i]), *(_visible_len(r[i]) for r in rows)) for i in range(8)]
-    widths[2] = min(widths[2], 24)
-    fixed = sum(w for i, w in enumerate(widths) if i != 3) + 2 * 7
-    widths[3] = max(12, min(widths[3], width - fixed))
+    # SERVICE and REQUEST share what the other columns leave: REQUEST first (up to what it
+    # needs), SERVICE keeps at least 12 characters (or what it needs, if less), at most 24.
+    fixed = sum(w for i, w in enumerate(widths) if i not in (2, 3)) + 2 * 7
+    room = max(0, width - fixed)
+    service_need, request_need = min(widths[2], 24), widths[3]
+    service_min = min(service_need, 12)
+    widths[3] = max(12, min(request_need, room - service_min))
+    widths[2] = max(len(headers[2]), min(service_need, room - widths[3]))
     lines = []
     for r in [headers, *rows]:
         cells = [clip(r[i], widths[i]) if i in (2, 3) else r[i] for i in range(8)]
@@ -274,7 +288,10 @@ def render_trace(merged: dict, *, width: int = 120, style: Style = Style()) -> s
     head = [merged["trace_id"], fmt_time(start), fmt_duration(total), count]
     request = describe(root)
     if request:
-        head.insert(1, f"{root.get('name')}: {request}")
+        # the header stays on one line: the request is clipped to what the rest leaves
+        room = width - sum(len(h) for h in head) - 2 * len(head)
+        if room >= 12:
+            head.insert(1, clip(one_line(f"{root.get('name')}: {request}"), room))
     lines = [style.bold("  ".join(head))]
     if merged.get("orphans"):
         lines.append(
@@ -379,102 +396,186 @@ def _downstream_node(entity: dict) -> tuple[str, str, str] | None:
     return None
 
 
-class _Stats:
-    __slots__ = ("requests", "latency_sum", "latency_n", "errors", "faults", "throttles")
+def _sample(entity: dict) -> tuple:
+    return (_duration(entity), *_outcome(entity))
+
+
+def map_contribution(trace: dict) -> tuple[list[tuple], list[tuple]]:
+    """What one merged trace adds to the service map, as plain tuples (cheap to cache).
+
+    Nodes: ``(id, name, type, sample)``; edges: ``(source, target, sample)``, where a sample is
+    ``(duration, fault, error, throttle)``. An edge carries the CALLER's view: the calling
+    subsegment's duration and outcome (what the caller waited for, network included), not the
+    callee's own time. A service reached from outside the trace has a ``client`` edge with the
+    segment's own view.
+    """
+    nodes: list[tuple] = []
+    edges: list[tuple] = []
+    segments = trace.get("segments", [])
+    owner: dict[str, str] = {}  # entity id -> service node id
+    entities: dict[str, dict] = {}
+    for seg in segments:
+        service = f"service:{seg.get('name')}"
+        for entity, _ in walk(seg):
+            if isinstance(entity.get("id"), str):
+                owner[entity["id"]] = service
+                entities[entity["id"]] = entity
+    called = {seg.get("parent_id") for seg in segments if isinstance(seg.get("parent_id"), str)}
+    for seg in segments:
+        name = str(seg.get("name") or "?")
+        service = f"service:{name}"
+        origin = seg.get("origin")
+        nodes.append((service, name, origin if isinstance(origin, str) else "service",
+                      _sample(seg)))
+        parent = seg.get("parent_id")
+        caller = owner.get(parent) if isinstance(parent, str) else None
+        if caller is None:
+            nodes.append(("client", "client", "client", None))
+            edges.append(("client", service, _sample(seg)))
+        else:
+            edges.append((caller, service, _sample(entities[parent])))
+        # downstream calls: the outermost remote subsegments (nested ones are their detail)
+        stack = list(children(seg))
+        while stack:
+            entity = stack.pop()
+            if entity.get("id") in called:
+                continue  # the called service's own segment makes this edge
+            target = _downstream_node(entity)
+            if target is None:
+                stack.extend(children(entity))
+                continue
+            sample = _sample(entity)
+            nodes.append((*target, sample))
+            edges.append((service, target[0], sample))
+    return nodes, edges
+
+
+def reduce_contribution(contribution: tuple[list, list]) -> tuple[dict, dict]:
+    """One trace's contribution summed per node and per edge: ``({node_id: (name, type,
+    stats)}, {(source, target): stats})``, where stats are ``[requests, latency_sum,
+    latency_n, faults, errors, throttles]`` (the client node has no stats: None)."""
+    nodes: dict[str, tuple] = {}
+    edges: dict[tuple[str, str], list] = {}
+    for node_id, name, kind, sample in contribution[0]:
+        entry = nodes.get(node_id)
+        if entry is None:
+            entry = nodes[node_id] = (name, kind, None if sample is None else [0, 0.0, 0, 0, 0, 0])
+        if sample is not None and entry[2] is not None:
+            _add_sample(entry[2], sample)
+    for src, dst, sample in contribution[1]:
+        stats = edges.get((src, dst))
+        if stats is None:
+            stats = edges[(src, dst)] = [0, 0.0, 0, 0, 0, 0]
+        _add_sample(stats, sample)
+    return nodes, edges
+
+
+def _add_sample(stats: list, sample: tuple) -> None:
+    duration, fault, error, throttle = sample
+    stats[0] += 1
+    if duration is not None:
+        stats[1] += duration
+        stats[2] += 1
+    stats[3] += fault
+    stats[4] += error
+    stats[5] += throttle
+
+
+def _stats_dict(stats: list | None) -> dict:
+    n = stats[0] if stats else 0
+    return {
+        "requests": n,
+        "avg_latency": (stats[1] / stats[2]) if stats and stats[2] else None,
+        "error_rate": stats[4] / n if n else 0.0,
+        "fault_rate": stats[3] / n if n else 0.0,
+        "throttle_rate": stats[5] / n if n else 0.0,
+    }
+
+
+class MapTotals:
+    """Running sums of reduced contributions: traces can be added and taken away again, so a
+    map over a store that changes is kept up to date in the time of what changed."""
 
     def __init__(self):
-        self.requests = 0
-        self.latency_sum = 0.0
-        self.latency_n = 0
-        self.errors = self.faults = self.throttles = 0
+        self.traces = 0
+        self.nodes: dict[str, list] = {}  # id -> [name, type, stats, traces]
+        self.edges: dict[tuple[str, str], list] = {}
 
-    def add(self, entity: dict) -> None:
-        self.requests += 1
-        d = _duration(entity)
-        if d is not None:
-            self.latency_sum += d
-            self.latency_n += 1
-        fault, error, throttle = _outcome(entity)
-        self.faults += fault
-        self.errors += error
-        self.throttles += throttle
+    def add(self, reduced: tuple[dict, dict], sign: int = 1) -> None:
+        self.traces += sign
+        nodes, edges = self.nodes, self.edges
+        for node_id, (name, kind, stats) in reduced[0].items():
+            entry = nodes.get(node_id)
+            if entry is None:
+                entry = nodes[node_id] = [name, kind, [0, 0.0, 0, 0, 0, 0], 0]
+            entry[3] += sign
+            if stats is not None:
+                acc = entry[2]
+                acc[0] += sign * stats[0]
+                acc[1] += sign * stats[1]
+                acc[2] += sign * stats[2]
+                acc[3] += sign * stats[3]
+                acc[4] += sign * stats[4]
+                acc[5] += sign * stats[5]
+            if entry[3] <= 0:
+                del nodes[node_id]
+        for key, stats in reduced[1].items():
+            acc = edges.get(key)
+            if acc is None:
+                acc = edges[key] = [0, 0.0, 0, 0, 0, 0]
+            acc[0] += sign * stats[0]
+            acc[1] += sign * stats[1]
+            acc[2] += sign * stats[2]
+            acc[3] += sign * stats[3]
+            acc[4] += sign * stats[4]
+            acc[5] += sign * stats[5]
+            if acc[0] <= 0:
+                del edges[key]
 
-    def as_dict(self) -> dict:
-        n = self.requests
-        return {
-            "requests": n,
-            "avg_latency": (self.latency_sum / self.latency_n) if self.latency_n else None,
-            "error_rate": self.errors / n if n else 0.0,
-            "fault_rate": self.faults / n if n else 0.0,
-            "throttle_rate": self.throttles / n if n else 0.0,
-        }
+    def graph(self) -> dict:
+        node_list = []
+        for node_id, (name, kind, stats, _) in self.nodes.items():
+            item = {"id": node_id, "name": name, "type": kind, **_stats_dict(stats)}
+            if node_id == "client":
+                item.update(_stats_dict(None))
+                item["requests"] = sum(s[0] for (a, _), s in self.edges.items() if a == "client")
+            node_list.append(item)
+        edge_list = [{"source": src, "target": dst, **_stats_dict(stats)}
+                     for (src, dst), stats in self.edges.items()]
+        edge_list.sort(key=lambda e: (e["source"] != "client", e["source"], e["target"]))
+        return {"traces": self.traces, "nodes": node_list, "edges": edge_list}
+
+
+def aggregate_map(contributions, traces: int | None = None) -> dict:
+    """The service map from ``map_contribution`` results."""
+    totals = MapTotals()
+    for contribution in contributions:
+        totals.add(reduce_contribution(contribution))
+    graph = totals.graph()
+    if traces is not None:
+        graph["traces"] = traces
+    return graph
 
 
 def build_map(traces: list[dict]) -> dict:
     """The service map of merged traces (``tree.merged_trace`` results)."""
-    nodes: dict[str, dict] = {}
-    node_stats: dict[str, _Stats] = {}
-    edges: dict[tuple[str, str], _Stats] = {}
+    return aggregate_map([map_contribution(t) for t in traces], len(traces))
 
-    def node(node_id: str, name: str, kind: str) -> None:
-        if node_id not in nodes:
-            nodes[node_id] = {"id": node_id, "name": name, "type": kind}
-            node_stats[node_id] = _Stats()
 
-    def edge(src: str, dst: str, entity: dict) -> None:
-        edges.setdefault((src, dst), _Stats()).add(entity)
+def focus_map(graph: dict, service: str) -> dict:
+    """Only the services named ``service`` (``*`` wildcards) and their direct neighbours."""
+    import fnmatch
 
-    for trace in traces:
-        segments = trace.get("segments", [])
-        owner: dict[str, str] = {}  # entity id -> service node id
-        for seg in segments:
-            service = f"service:{seg.get('name')}"
-            for entity, _ in walk(seg):
-                if isinstance(entity.get("id"), str):
-                    owner[entity["id"]] = service
-        called = {seg.get("parent_id") for seg in segments if isinstance(seg.get("parent_id"), str)}
-        for seg in segments:
-            name = str(seg.get("name") or "?")
-            service = f"service:{name}"
-            origin = seg.get("origin")
-            node(service, name, origin if isinstance(origin, str) else "service")
-            node_stats[service].add(seg)
-            parent = seg.get("parent_id")
-            caller = owner.get(parent) if isinstance(parent, str) else None
-            if caller is None:
-                node("client", "client", "client")
-                edge("client", service, seg)
-            else:
-                edge(caller, service, seg)
-            # downstream calls: the outermost remote subsegments (nested ones are their detail)
-            stack = list(children(seg))
-            while stack:
-                entity = stack.pop()
-                if entity.get("id") in called:
-                    continue  # the called service's own segment makes this edge
-                target = _downstream_node(entity)
-                if target is None:
-                    stack.extend(children(entity))
-                    continue
-                node(*target)
-                node_stats[target[0]].add(entity)
-                edge(service, target[0], entity)
-
-    node_list = []
-    for node_id, info in nodes.items():
-        stats = node_stats[node_id].as_dict()
-        if node_id == "client":
-            stats = {
-                "requests": sum(s.requests for (a, _), s in edges.items() if a == "client"),
-                "avg_latency": None, "error_rate": 0.0, "fault_rate": 0.0, "throttle_rate": 0.0,
-            }
-        node_list.append({**info, **stats})
-    edge_list = [
-        {"source": src, "target": dst, **stats.as_dict()}
-        for (src, dst), stats in edges.items()
-    ]
-    edge_list.sort(key=lambda e: (e["source"] != "client", e["source"], e["target"]))
-    return {"traces": len(traces), "nodes": node_list, "edges": edge_list}
+    focus = {
+        n["id"] for n in graph["nodes"]
+        if n["id"].startswith("service:") and fnmatch.fnmatchcase(n["name"], service)
+    }
+    edges = [e for e in graph["edges"] if e["source"] in focus or e["target"] in focus]
+    keep = set(focus)
+    for e in edges:
+        keep.update((e["source"], e["target"]))
+    nodes = [n for n in graph["nodes"] if n["id"] in keep]
+    return {**graph, "nodes": nodes, "edges": edges}
 
 
 def _pct(rate: float) -> str:

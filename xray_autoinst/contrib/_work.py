@@ -1,0 +1,144 @@
+"""Units of work the agent begins by itself, outside any request: a received message becomes a
+segment of its own, and this module decides when it ends.
+
+A unit is *held*: by the context that took it (the "taker": the loop that took the message out
+of a response) and by every thread-pool task submitted while it was current (``ctx_futures``
+hands it over). The segment ends when the last hold is released:
+
+- the taker's hold is released when that context takes the next message, polls again, deletes
+  the message (after the delete call, which is recorded in it), or finishes iterating;
+- a task's hold is released when the task returns or raises; an exception escaping a task that
+  was given the message itself (``pool.submit(handle, msg)``, ``pool.map(handle, msgs)``) is
+  recorded as the segment's fault and cause.
+
+Unsampled units are held the same way (they carry ``Sampled=0`` downstream) and emit nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .. import log as _log
+from ..core import tracer as _tracer_mod
+
+_current = _tracer_mod.current_entity
+_lock = threading.Lock()
+units: dict = {}  # open units: segment (or UnsampledSegment) -> Unit
+
+
+def fail(what: str) -> None:
+    _log.limited(
+        "work-" + what, _log.WARNING,
+        "xray-autoinst message instrumentation failed (%s); the application is unaffected",
+        what, exc_info=True,
+    )
+    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
+        raise
+
+
+class Unit:
+    __slots__ = ("seg", "outer", "item", "holds", "taker", "deleting")
+
+    def __init__(self, seg, outer, item):
+        self.seg = seg
+        self.outer = outer  # the entity current before the first message was taken
+        self.item = item  # the message (only compared by identity)
+        self.holds = 1
+        self.taker = True
+        self.deleting = False
+
+
+def become_worker(tracer, what: str) -> None:
+    """A program that handles messages is a worker: under ``XRAY_CONTEXT_MISSING=process`` the
+    process segment covers its start-up only (it ends now) and calls made between messages are
+    not recorded, so the loop never grows one never-ending segment."""
+    if tracer.context_missing != "process":
+        return
+    tracer.context_missing = "ignore"
+    seg = tracer.process_segment
+    if seg is not None:
+        tracer.process_segment = None
+        if _current.get() is seg:
+            _current.set(None)
+        tracer.end_segment(seg)
+    _log.get().info("%s: a worker; XRAY_CONTEXT_MISSING=process now covers only its start-up "
+                    "(each message is a segment; calls between messages are not recorded)", what)
+
+
+def begin(tracer, hdr, outer, item) -> Unit:
+    """A segment for ``item``, made current in the calling context."""
+    seg, _token = tracer.begin_segment(None, hdr)
+    unit = Unit(seg, outer, item)
+    with _lock:
+        units[seg] = unit
+    return unit
+
+
+def _release(unit, exc=None) -> None:
+    with _lock:
+        unit.holds -= 1
+        if unit.holds > 0:
+            if exc is not None and unit.seg.sampled:
+                unit.seg.add_exception(exc)
+            return
+        units.pop(unit.seg, None)
+    seg = unit.seg
+    if seg.sampled:
+        if exc is not None:
+            seg.add_exception(exc)
+        _tracer_mod.tracer.end_segment(seg)
+
+
+def release_taker(unit):
+    """The taking context is done with ``unit``: end it unless a task still holds it, and make
+    the entity that was current before it current again. Returns that entity."""
+    with _lock:
+        held = unit.taker
+        unit.taker = False
+    if held:
+        _release(unit)
+    if _current.get() is unit.seg:
+        _current.set(unit.outer)
+    return unit.outer
+
+
+def release_hold(unit) -> None:
+    """A hold taken by ``handoff`` whose task will never run (the submit failed)."""
+    try:
+        _release(unit)
+    except Exception:  # noqa: BLE001
+        fail("release")
+
+
+def unit_of(entity):
+    """The open unit ``entity`` belongs to (None when it is not part of one)."""
+    if entity is None or not units:
+        return None
+    return units.get(entity.segment)
+
+
+def handoff(unit, fn, args):
+    """``fn`` as submitted to a thread pool while ``unit`` is current: it holds the unit until it
+    returns or raises."""
+    with _lock:
+        if unit.holds <= 0:  # ended meanwhile
+            return fn
+        unit.holds += 1
+    own = any(a is unit.item for a in args)
+
+    def _run_holding(*a, **kw):
+        try:
+            result = fn(*a, **kw)
+        except BaseException as exc:
+            try:
+                _release(unit, exc if own and isinstance(exc, Exception) else None)
+            except Exception:  # noqa: BLE001
+                fail("release")
+            raise
+        try:
+            _release(unit)
+        except Exception:  # noqa: BLE001
+            fail("release")
+        return result
+
+    return _run_holding
