@@ -32,6 +32,12 @@ SPECS = {
         *COMMON,
     ],
     "ddtrace": ["ddtrace", *COMMON],
+    # bench_http_async.py: OpenTelemetry's httpx and aiohttp client instrumentations only
+    "opentelemetry-http-async": [
+        "opentelemetry-sdk", "opentelemetry-instrumentation-httpx",
+        "opentelemetry-instrumentation-aiohttp-client", "opentelemetry-sdk-extension-aws",
+        "opentelemetry-propagator-aws-xray", "httpx", "aiohttp",
+    ],
 }
 
 # distributions whose versions the results record
@@ -41,6 +47,8 @@ REPORTED = {
     "opentelemetry-instrumentation-flask", "opentelemetry-sdk-extension-aws",
     "opentelemetry-propagator-aws-xray", "flask", "werkzeug", "requests", "botocore", "psycopg",
     "gunicorn", "wrapt", "opentelemetry-instrumentation-asgi", "uvicorn", "uvloop", "httptools",
+    "httpx", "aiohttp", "opentelemetry-instrumentation-httpx",
+    "opentelemetry-instrumentation-aiohttp-client",
 }
 
 

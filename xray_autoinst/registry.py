@@ -33,6 +33,11 @@ INTEGRATIONS = {
     "aiobotocore": (
         ("aiobotocore.client",), "xray_autoinst.contrib.aws_aiobotocore", "aiobotocore"
     ),
+    "httpx": (("httpx",), "xray_autoinst.contrib.http_httpx", "httpx"),
+    "aiohttp": (
+        ("aiohttp.client_reqrep", "aiohttp.connector"), "xray_autoinst.contrib.http_aiohttp",
+        "aiohttp",
+    ),
     # SQS consumers through boto3 resources (the client side comes with botocore)
     "boto3_sqs": (("boto3.resources.response",), "xray_autoinst.contrib.aws_sqs", "boto3"),
     # databases

@@ -1,6 +1,9 @@
-"""Shared machinery of the outbound HTTP integrations (``http_client``, ``http_urllib3``) and
-the botocore one: one subsegment per request/response exchange, the connection phases of a new
-connection, trace header injection, and telling the agent's own traffic apart.
+"""Shared machinery of the outbound HTTP integrations (``http_client``, ``http_urllib3``,
+``http_httpx``, ``http_aiohttp``) and the botocore one: one subsegment per request/response
+exchange, the connection phases of a new connection, trace header injection, and telling the
+agent's own traffic apart. Clients that hand a request over as data rather than writing it
+through http.client (httpx, aiohttp) go through ``_http_data``, built on the pieces here: the
+same names, URLs, redaction, status flags and causes.
 
 The exchange
     begins at ``endheaders``, when the request line and headers written by ``putrequest`` and
@@ -62,7 +65,9 @@ _time = time.time
 _current = _tracer_mod.current_entity
 get_tracer = _tracer_mod.get_tracer
 
-# True while work the agent does for itself runs (calls to the X-Ray service, the daemon relay)
+# True while work the agent does for itself runs (calls to the X-Ray service, the daemon relay);
+# the exchange subsegment while httpx's transport runs one (nothing underneath records more,
+# and the connect phases of a connection opened for it go under it)
 internal: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_internal", default=False)
 # The connect being timed in this context (a _Phases), for the getaddrinfo hook
 _recording: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_connect", default=None)
@@ -159,15 +164,25 @@ def _server(conn, tracer):
     if "@" in host:  # never keep userinfo, even one smuggled into the host
         host = host[host.rfind("@") + 1 :]
     default = conn.default_port
-    origin = ("https://" if default == 443 else "http://") + (
-        "[" + host + "]" if ":" in host else host)
-    if port and port != default:
-        origin += ":%d" % port
-    daemon_host, daemon_port = cfg.tcp_address
-    daemon = not tunnel and conn.port == daemon_port and (
-        conn.host == daemon_host or (conn.host in _LOOPBACK and daemon_host in _LOOPBACK))
+    origin = origin_of("https" if default == 443 else "http", host, port, default)
+    daemon = not tunnel and is_daemon(conn.host, conn.port, cfg)
     cached = conn._xray_autoinst_origin = (tunnel, _name(host), origin, daemon, cfg)
     return cached
+
+
+def origin_of(scheme: str, host: str, port, default) -> str:
+    """``scheme://host[:port]`` as recorded: IPv6 hosts bracketed, the default port left out."""
+    origin = scheme + "://" + ("[" + host + "]" if ":" in host else host)
+    if port and port != default:
+        origin += ":%d" % port
+    return origin
+
+
+def is_daemon(host, port, cfg) -> bool:
+    """``host:port`` is the daemon's TCP address (its sampling proxy), under any loopback name."""
+    daemon_host, daemon_port = cfg.tcp_address
+    return port == daemon_port and (
+        host == daemon_host or (host in _LOOPBACK and daemon_host in _LOOPBACK))
 
 
 def _url(origin, path, secret_keys):
@@ -314,16 +329,19 @@ def end_exchange(conn, response=None, exc=None) -> None:
     conn._xray_autoinst_sub = None
     try:
         if exc is None:
-            status = response.status
-            length = getattr(response, "length", None)
-            sub.http["response"] = {"status": status} if length is None else {
-                "status": status, "content_length": length}
-            if status >= 400:
-                sub.set_status(status)
+            record_response(sub, response.status, getattr(response, "length", None))
         else:
             record_exception(sub, exc)
     finally:
         get_tracer().end_subsegment(sub)
+
+
+def record_response(sub, status, length=None) -> None:
+    """``http.response`` (status, content_length when known) and the flags the status sets."""
+    sub.http["response"] = {"status": status} if length is None else {
+        "status": status, "content_length": length}
+    if status >= 400:
+        sub.set_status(status)
 
 
 _SALVAGED = (errno.EPIPE, errno.EPROTOTYPE, errno.ECONNRESET)
