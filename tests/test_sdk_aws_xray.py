@@ -437,7 +437,7 @@ def test_patch_skips_libraries_the_agent_traces(bridge):
 @pytest.mark.parametrize("module,integration", [
     ("sqlite3", "sqlite3"), ("psycopg2", "psycopg2"), ("psycopg", "psycopg"),
     ("botocore", "botocore"), ("httplib", "httplib"), ("requests", "httplib"),
-    ("aiobotocore", "aiobotocore"), ("pynamodb", None), ("httpx", None), ("pymongo", None),
+    ("aiobotocore", "aiobotocore"), ("pynamodb", None), ("httpx", "httpx"), ("pymongo", None),
     ("pymysql", "pymysql"), ("pg8000", None), ("mysql", None), ("sqlalchemy_core", None),
 ])
 def test_covered_by_agent(bridge, module, integration):

@@ -223,9 +223,9 @@ def test_application_traceback_shows_no_agent_frame(tracer):
     def app(environ, start_response):
         raise ValueError("the application's own")
 
-    for header in ({}, {"HTTP_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;"
+    for extra in ({}, {"HTTP_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;"
                                                  "Sampled=0"}):
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", **header}
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", **extra}
         with pytest.raises(ValueError) as info:
             XRayMiddleware(app)(environ, lambda *a: None)
         files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
