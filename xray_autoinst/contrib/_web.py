@@ -90,11 +90,14 @@ def _holder(app):
 def name_hint(app=None, target=None) -> None:
     """Tell the tracer what the user started (a server target, else the application's
     project); the tracer keeps the first hint and never renames a service once named."""
+    # (also installs the tracer now, while the server starts in its main thread: that is where
+    # the flush on SIGTERM can be set up, which a first request in a worker thread cannot do)
+    tracer = _tracer_mod.get_tracer()
     hint = project_name(target) if target is not None else None
     if hint is None and app is not None:
         hint = app_project(app)
     if hint:
-        _tracer_mod.get_tracer().set_name_hint(hint)
+        tracer.set_name_hint(hint)
 
 
 def record_route(seg, template) -> None:
