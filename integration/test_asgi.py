@@ -255,6 +255,8 @@ def test_uvicorn_reload(daemon, tmp_path):
         validate(doc)
         assert doc["name"] == "reloadapp"
         app_file.write_text(app_file.read_text() + "# changed\n")
+        later = time.time() + 5  # a modification time the reloader cannot miss
+        os.utime(app_file, (later, later))
         deadline = time.time() + 20
         while time.time() < deadline:  # the reloader starts a new worker process
             try:
