@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 from xray_testing import (
@@ -255,18 +256,21 @@ def test_uvicorn_reload(daemon, tmp_path):
         validate(doc)
         assert doc["name"] == "reloadapp"
         app_file.write_text(app_file.read_text() + "# changed\n")
-        later = time.time() + 5  # a modification time the reloader cannot miss
-        os.utime(app_file, (later, later))
-        deadline = time.time() + 20
+        deadline = time.time() + 40
+        later = time.time()
         while time.time() < deadline:  # the reloader starts a new worker process
+            # a modification time later than whatever the reloader's first look recorded
+            later += 1
+            os.utime(app_file, (later, later))
             try:
-                if get(port, "/two")[2] != first:
-                    break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/two", timeout=2) as r:
+                    if r.read() != first:
+                        break
             except OSError:
                 pass
             time.sleep(0.3)
         else:
-            raise AssertionError("uvicorn did not reload")
+            raise AssertionError("uvicorn did not reload: " + stop(p))
         docs = daemon.wait(2, predicate=lambda d: d["http"]["request"]["url"].endswith("/two"))
         validate(docs[-1])
         assert docs[-1]["name"] == "reloadapp"
