@@ -20,12 +20,33 @@ FRAMEWORKS = frozenset((
 ))
 
 
-def _fail(what):
-    _log.limited("web-" + what, _log.WARNING,
-                 "xray-autoinst web instrumentation failed (%s); the request is unaffected",
-                 what, exc_info=True)
+def fail(component, what):
+    """The one guard's report for the web layer: logged once a minute per place, re-raised
+    only under the test switch; the request goes on as without the agent."""
+    _log.limited(component + what, _log.WARNING,
+                 "xray-autoinst %s failed (%s); the request is unaffected", component, what,
+                 exc_info=True)
     if _tracer_mod.tracer.config.reraise:
         raise
+
+
+def _fail(what):
+    fail("web instrumentation", what)
+
+
+class AppWrapper:
+    """What the WSGI and ASGI middlewares share: the wrapped application (whose own attributes
+    stay reachable through the wrapper) and the marker that keeps it from being wrapped twice."""
+
+    _xray_autoinst_app = True
+
+    def __init__(self, app, name=None, tracer=None):
+        self.app = app
+        self.name = name
+        self._tracer = tracer
+
+    def __getattr__(self, attr):  # keep the application's own attributes reachable
+        return getattr(self.__dict__["app"], attr)
 
 
 def project_name(target) -> str | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 
-from .. import log as _log
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
@@ -42,25 +41,11 @@ def get_version():
 
 
 def _fail(what):
-    _log.limited("asgi-" + what, _log.WARNING,
-                 "xray-autoinst ASGI middleware failed (%s); the request is unaffected", what,
-                 exc_info=True)
-    if _tracer_mod.tracer.config.reraise:
-        raise
+    _web.fail("ASGI middleware", what)
 
 
-class XRayMiddleware:
+class XRayMiddleware(_web.AppWrapper):
     """Wrap an ASGI 3 application: ``app = XRayMiddleware(app)``."""
-
-    _xray_autoinst_app = True
-
-    def __init__(self, app, name=None, tracer=None):
-        self.app = app
-        self.name = name
-        self._tracer = tracer
-
-    def __getattr__(self, attr):  # keep the application's own attributes reachable
-        return getattr(self.__dict__["app"], attr)
 
     async def __call__(self, scope, receive, send):
         kind = scope.get("type")

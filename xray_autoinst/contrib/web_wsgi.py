@@ -8,7 +8,6 @@ parse, a sampling decision and a context switch: no document is built.
 
 from __future__ import annotations
 
-from .. import log as _log
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
@@ -25,11 +24,7 @@ def get_version():
 
 
 def _fail(what):
-    _log.limited("wsgi-" + what, _log.WARNING,
-                 "xray-autoinst WSGI middleware failed (%s); the request is unaffected", what,
-                 exc_info=True)
-    if _tracer_mod.tracer.config.reraise:
-        raise
+    _web.fail("WSGI middleware", what)
 
 
 class _ClosingResponse:
@@ -63,18 +58,8 @@ class _ClosingSizedResponse(_ClosingResponse):
         return len(self._result)
 
 
-class XRayMiddleware:
+class XRayMiddleware(_web.AppWrapper):
     """Wrap a WSGI application: ``app = XRayMiddleware(app)``."""
-
-    _xray_autoinst_app = True
-
-    def __init__(self, app, name=None, tracer=None):
-        self.app = app
-        self.name = name
-        self._tracer = tracer
-
-    def __getattr__(self, attr):  # keep the application's own attributes reachable
-        return getattr(self.__dict__["app"], attr)
 
     def __call__(self, environ, start_response):
         tracer = self._tracer
