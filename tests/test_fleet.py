@@ -463,3 +463,16 @@ def test_detection_runs_in_the_background(tmp_path, metadata):
         resources._state.clear()
         resources._state.update(saved)
         encoder.set_segment_context()
+
+
+def test_check_shows_what_was_detected(tmp_path):
+    from xray_autoinst import check
+
+    root = _root(tmp_path, {"/var/elasticbeanstalk/xray/environment.conf": json.dumps(
+        {"environment_name": "shop-prod", "version_label": "v7", "deployment_id": 3})})
+    text, _ok = check.report({"XRAY_AUTOINST_RESOURCE_ROOT": root, "XRAY_SAMPLING": "local",
+                              "XRAY_AUTOINST_IMDS_ENDPOINT": "http://127.0.0.1:9"})
+    assert "origin: AWS::ElasticBeanstalk::Environment" in text
+    assert "environment_name=shop-prod" in text
+    text, _ok = check.report({"XRAY_RESOURCE_DETECTION": "false", "XRAY_SAMPLING": "local"})
+    assert "detection off (XRAY_RESOURCE_DETECTION=false)" in text

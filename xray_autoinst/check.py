@@ -85,6 +85,8 @@ def report(environ=None) -> tuple[str, bool]:
         lines.append(f"  mode: local, {fallback}")
     lines.append("")
     lines.extend(_reach())
+    lines.append("")
+    lines += _where(cfg)
     ok = not cfg.problems
     if cfg.problems:
         lines.append("")
@@ -111,3 +113,20 @@ def main(argv=None) -> int:
     text, ok = report()
     sys.stdout.write(text)
     return 0 if ok else 1
+
+
+def _where(cfg) -> list:
+    """Where the service runs, as the segments will say (detected now, synchronously)."""
+    out = ["where the service runs (origin and aws.* on segments):"]
+    if not cfg.resource_detection:
+        return out + ["  detection off (XRAY_RESOURCE_DETECTION=false)"]
+    from .core import resources
+
+    found = resources.detect(cfg)
+    if not found:
+        return out + ["  nothing detected (not Elastic Beanstalk, EKS, ECS or EC2)"]
+    out.append(f"  origin: {resources.origin(found)}")
+    for name, block in found.items():
+        out.append(f"  aws.{name}: " + ", ".join(f"{k}={v}" for k, v in block.items()))
+    return out
+
