@@ -136,23 +136,24 @@ def test_file_wrapper_framing_as_bare(server, daemon):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg + " -- under CI=true a missing server is a failure")
         pytest.skip(msg)
+    paths = tuple("/" + m for m in MODES)
+
+    def is_file(d):
+        return d.get("http", {}).get("request", {}).get("url", "").endswith(paths)
+
     results = {}
     for traced in (False, True):
         p, port = _start(server, traced, daemon)
         try:
             results[traced] = {m: _exchange(port, "/" + m) for m in MODES}
+            if traced:  # every response complete (closed by the server) before it stops
+                docs = daemon.wait(len(MODES), timeout=15, predicate=is_file)
         finally:
             out = stop(p)
         assert "Traceback" not in out, out
     bare, traced = results[False], results[True]
     assert bare["right"]["body_length"] == SIZE and bare["right"]["body_ok"], bare
     assert traced == bare
-    paths = tuple("/" + m for m in MODES)
-
-    def is_file(d):
-        return d.get("http", {}).get("request", {}).get("url", "").endswith(paths)
-
-    docs = daemon.wait(len(MODES), timeout=15, predicate=is_file)
     assert sorted(d["http"]["request"]["url"].rsplit("/", 1)[1] for d in docs) == sorted(
         MODES), docs
     for doc in docs:

@@ -94,7 +94,12 @@ def test_fatal_errors_drop_the_batch_and_log_once(caplog):
     f.stop(1)
 
 
-def test_unprocessed_segments_are_counted_and_reported(caplog):
+def test_unprocessed_segments_are_counted_and_reported(caplog, monkeypatch):
+    # (a daemon command run earlier in this process may have given the daemon's logger a
+    # handler of its own that does not propagate: records must reach caplog here)
+    daemon_log = logging.getLogger("xray_autoinst.daemon")
+    monkeypatch.setattr(daemon_log, "handlers", [])
+    monkeypatch.setattr(daemon_log, "propagate", True)
     put = FakePut([[{"Id": "abc", "ErrorCode": "InvalidSegment", "Message": "bad name"}]])
     f = Forwarder(put, flush_interval=0.01)
     f.start()
