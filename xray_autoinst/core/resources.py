@@ -186,6 +186,16 @@ def ec2(cfg):
 DETECTORS = (("elastic_beanstalk", beanstalk), ("eks", eks), ("ecs", ecs), ("ec2", ec2))
 
 
+def _evidence(cfg) -> bool:
+    """Whether any platform could be detected here (cheap checks: variables and files)."""
+    return bool(
+        os.path.exists(_path(cfg, "/var/elasticbeanstalk/xray/environment.conf"))
+        or (cfg.k8s_host and os.path.exists(
+            _path(cfg, "/var/run/secrets/kubernetes.io/serviceaccount/token")))
+        or cfg.ecs_metadata_uri
+        or on_ec2(cfg))
+
+
 def detect(cfg) -> dict:
     """Every platform whose evidence is there: ``{"ec2": {...}, "ecs": {...}, ...}``."""
     found = {}
@@ -255,6 +265,17 @@ def start(cfg) -> None:
     apply(cfg, _state["detected"])
     if not cfg.resource_detection or cfg.lambda_function_name:
         return  # (in Lambda, Lambda records the function's segment and where it runs)
+    if not _evidence(cfg):  # nothing to ask anyone: no thread at all (laptops, CI)
+        with _lock:
+            _state["done"] = True
+        return
+    # the modules the detection uses, imported here rather than in its thread: a pre-fork
+    # server (uWSGI's C fork) must never fork while another thread holds the import lock
+    import json  # noqa: F401
+    import socket  # noqa: F401
+    import ssl  # noqa: F401
+    import urllib.request  # noqa: F401
+
     with _lock:
         if _state["done"] or (_state["thread"] is not None and _state["pid"] == os.getpid()):
             return
