@@ -80,7 +80,7 @@ def main(argv=None, prog="xray-run"):
         return 2
     environ = os.environ
     if local:
-        from .config import parse_daemon_address
+        from .daemon_address import parse_daemon_address
 
         try:
             from .daemon.local import ensure_local_daemon
