@@ -116,7 +116,7 @@ def replace_method(owner, name, make) -> bool:
         return False
     replacement = make(raw)
     functools.update_wrapper(replacement, raw)
-    replacement.__dict__[wrapping.MARK] = raw
+    wrapping.mark(replacement, raw)
     setattr(owner, name, replacement)
     return True
 
