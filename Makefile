@@ -4,6 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) pyproject.toml
 STAMP  := $(VENV)/.installed
+# the other CPythons tox runs (py310, py312, py313): pyenv's interpreters, on PATH after the
+# rest (pyenv's shims for them do not resolve unless selected, so tox would not find them)
+PYENV_BINS := $(wildcard $(HOME)/.pyenv/versions/3.1[0-3].*/bin)
+empty :=
+space := $(empty) $(empty)
+export PATH := $(PATH)$(if $(PYENV_BINS),:$(subst $(space),:,$(PYENV_BINS)))
 
 .PHONY: test demo services system-deps lint bench bench-quick clean
 
@@ -26,6 +32,7 @@ system-deps:
 
 test: $(STAMP) system-deps services
 	$(BIN)/tox -e py311 -- $(ARGS)
+	$(BIN)/tox -e py310,py312,py313 -- $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
