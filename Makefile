@@ -6,7 +6,8 @@ SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) py
 STAMP  := $(VENV)/.installed
 # the other CPythons tox runs (py310, py312, py313): pyenv's interpreters, on PATH after the
 # rest (pyenv's shims for them do not resolve unless selected, so tox would not find them)
-PYENV_BINS := $(wildcard $(HOME)/.pyenv/versions/3.1[0-3].*/bin)
+PYENV_ROOT ?= $(HOME)/.pyenv
+PYENV_BINS := $(wildcard $(PYENV_ROOT)/versions/3.1[0-3].*/bin)
 empty :=
 space := $(empty) $(empty)
 export PATH := $(PATH)$(if $(PYENV_BINS),:$(subst $(space),:,$(PYENV_BINS)))

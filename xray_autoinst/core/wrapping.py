@@ -186,7 +186,7 @@ def _ours(obj) -> bool:
 def _is_wrapt_proxy(obj) -> bool:
     """A wrapt ``ObjectProxy`` (its C or Python implementation, or a vendored copy): setting
     its ``__wrapped__`` changes what it calls."""
-    return any(k.__name__ == "ObjectProxy"
+    return any(k.__name__ in ("ObjectProxy", "BaseObjectProxy")
                and k.__module__.rpartition(".")[2] in ("_wrappers", "wrappers", "proxies")
                for k in type(obj).__mro__)
 
