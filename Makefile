@@ -4,6 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) pyproject.toml
 STAMP  := $(VENV)/.installed
+# the other CPythons tox runs (py310, py312, py313): pyenv's interpreters, on PATH after the
+# rest (pyenv's shims for them do not resolve unless selected, so tox would not find them).
+# `--` only with ARGS: an empty `--` would replace each environment's default pytest arguments.
+PYENV_ROOT ?= $(HOME)/.pyenv
+PYENV_BINS := $(wildcard $(PYENV_ROOT)/versions/3.1[0-3].*/bin)
+empty :=
+space := $(empty) $(empty)
+export PATH := $(PATH)$(if $(PYENV_BINS),:$(subst $(space),:,$(PYENV_BINS)))
 
 .PHONY: test demo services system-deps lint bench bench-quick clean
 
@@ -25,7 +33,8 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 test: $(STAMP) system-deps services
-	$(BIN)/tox -e py311 -- $(ARGS)
+	$(BIN)/tox -e py311 $(if $(ARGS),-- $(ARGS))
+	$(BIN)/tox -e py310,py312,py313 $(if $(ARGS),-- $(ARGS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

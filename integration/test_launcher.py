@@ -191,3 +191,15 @@ def test_container_entrypoint_command_line(daemon, tmp_path):
         assert headers["X-Amzn-Trace-Id"] == "Root=" + docs[-1]["trace_id"]
     finally:
         stop(p)
+
+
+def test_check_with_a_command_describes_it_and_never_runs_it(tmp_path):
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').close()"
+    proc = run(xray_run("--check", PY, "-c", code), env=agent_env(AWS_XRAY_DAEMON_ADDRESS="2000"))
+    assert proc.returncode == 1  # the invalid address is a problem
+    assert not marker.exists()
+    assert "(not run: --check only describes it)" in proc.stdout
+    assert "this installation's -- traced" in proc.stdout
+    assert "service name: python" in proc.stdout
+    assert "no address probed" in proc.stdout and "proxy answers" not in proc.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import sys
 
@@ -28,9 +30,114 @@ def _stdlib(module):
         return False
 
 
-def report(environ=None) -> tuple[str, bool]:
+# servers whose first target argument ("shop.wsgi:app") names the service
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*(:[\w.()]*)?$")
+_SERVERS = ("gunicorn", "uvicorn", "hypercorn", "daphne", "waitress-serve", "celery")
+
+
+def service_name(cfg, command=None) -> str:
+    """The service name the segments would carry, and where it comes from."""
+    if cfg.service_name:
+        var = next((v for v in (_config.SERVICE_NAME, _config.TRACING_NAME)
+                    if cfg.sources.get(v, (None, ""))[1] == "env"), _config.SERVICE_NAME)
+        return f"{cfg.service_name}  [{var}]"
+    if not command:
+        return ("derived from the program: its main script's stem, its -m module, or the "
+                "application a server loads (give the command after --check to see it)")
+    from .contrib._web import project_name
+
+    prog = os.path.basename(command[0])
+    args = command[1:]
+    name = None
+    if prog.startswith("python"):
+        while args:
+            arg = args.pop(0)
+            if arg == "-m" and args:
+                name, prog, args = args[0], args[0], args[1:]
+                break
+            if arg in ("-c", "-"):
+                name = "python"
+                break
+            if not arg.startswith("-"):
+                name = os.path.splitext(os.path.basename(arg))[0]
+                break
+    if prog in _SERVERS:
+        targets = [v for o, v in zip([""] + args, args, strict=False) if o in ("-A", "--app")]
+        targets += [v.split("=", 1)[1] for v in args if v.startswith("--app=")]
+        targets += [a for a in args if _TARGET.match(a)]
+        name = next((n for n in map(project_name, targets) if n), None) or name
+        how = "from the server's application target (the application may refine it)"
+    else:
+        how = "from the command"
+    if not name:
+        name = os.path.splitext(prog)[0]
+    fixed, _ = _config.clean_name(name)
+    return f"{fixed}  [{how}]"
+
+
+def _command_lines(command) -> list[str]:
+    """What ``xray-run --check COMMAND`` says about COMMAND (which it never runs)."""
+    import shutil
+    import subprocess
+
+    from .launcher import expected_interpreter
+
+    lines = ["command:", f"  {' '.join(command)}", "  (not run: --check only describes it)"]
+    path = shutil.which(command[0])
+    if path is None:
+        return lines + [f"  {command[0]}: command NOT found on PATH"]
+    interp = path if os.path.basename(path).startswith("python") else None
+    if interp is None:
+        try:
+            with open(path, "rb") as f:
+                first = f.readline(512)
+        except OSError:
+            first = b""
+        if first.startswith(b"#!") and b"python" in first:
+            words = first[2:].decode("utf-8", "replace").split()
+            interp = words[1] if words and os.path.basename(words[0]) == "env" and \
+                len(words) > 1 else (words[0] if words else None)
+            interp = shutil.which(interp) if interp else None
+    if interp is None:
+        return lines + [f"  {path}: not a Python program; the Python interpreters of this "
+                        "installation it starts are traced"]
+    try:
+        out = subprocess.run(
+            [interp, "-I", "-c", "import sys; print('%s|%d.%d' % ((sys.prefix,) + "
+             "tuple(sys.version_info[:2])))"],
+            capture_output=True, text=True, timeout=15)
+        theirs = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return lines + [f"  interpreter {interp} does not start ({exc})"]
+    if theirs == expected_interpreter():
+        return lines + [f"  interpreter {interp}: this installation's -- traced"]
+    return lines + [
+        f"  interpreter {interp} ({theirs.replace('|', ', Python ')}) is NOT this installation's "
+        f"({sys.prefix}, Python {sys.version_info[0]}.{sys.version_info[1]}): it is NOT traced;",
+        "  install xray-autoinst in that environment and use its xray-run"]
+
+
+def _sampling_lines(rules) -> list[str]:
+    """The local rules, one line each, first match wins."""
+    def one(rule):
+        what = " ".join(f"{k}={v}" for k, v in (("host", rule.host), ("method", rule.method),
+                                                   ("path", rule.path)) if v != "*") or "any"
+        desc = f"{rule.description!r}: " if rule.description else ""
+        return f"{desc}{what} -> {rule.fixed_target}/s then {rule.rate:.0%}"
+
+    out = [f"  local rules (version {rules.version}), first match wins:"]
+    out += [f"    {i}. {one(r)}" for i, r in enumerate(rules.rules, 1)]
+    out.append(f"    default: {rules.default.fixed_target}/s then {rules.default.rate:.0%}")
+    return out
+
+
+def report(environ=None, command=None) -> tuple[str, bool]:
     cfg = _config.from_env(environ)
     lines = [f"xray-autoinst {__version__} (Python {sys.version.split()[0]}, {sys.prefix})", ""]
+    if command:
+        lines += _command_lines(command) + [""]
+    lines.append(f"service name: {service_name(cfg, command)}")
+    lines.append("")
     lines.append("configuration:")
     width = max(len(v) for v, _, _ in _config.DOCS)
     for var, default, _doc in _config.DOCS:
@@ -62,7 +169,14 @@ def report(environ=None) -> tuple[str, bool]:
     udp_host, udp_port = cfg.udp_address
     tcp_host, tcp_port = cfg.tcp_address
     lines.append("daemon:")
+    daemon_value, daemon_origin = cfg.sources.get(_config.DAEMON_ADDRESS, ("", "default"))
+    bad_daemon = daemon_origin not in ("env", "default")
+    if bad_daemon:  # never probe the default address in its place
+        lines.append(f"  {_config.DAEMON_ADDRESS}={daemon_value!r} is not valid: nothing is "
+                     "sent (tracing is off), no address probed")
     for kind, host, port in (("udp", udp_host, udp_port), ("tcp", tcp_host, tcp_port)):
+        if bad_daemon:
+            break
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
             where = info[0][4][0]
@@ -72,7 +186,9 @@ def report(environ=None) -> tuple[str, bool]:
     lines.append("")
     lines.append("sampling:")
     fallback = "local rules" if cfg.sampling_rules is not None else "default rule (1/s + 5%)"
-    if cfg.sampling_mode == "centralized":
+    if bad_daemon:
+        lines.append("  none: tracing is off")
+    elif cfg.sampling_mode == "centralized":
         from .core.centralized import probe
 
         lines.append(f"  mode: centralized, from the proxy at tcp {tcp_host}:{tcp_port}; "
@@ -83,6 +199,8 @@ def report(environ=None) -> tuple[str, bool]:
             lines.append(f"  (until it answers, the {fallback} decides)")
     else:
         lines.append(f"  mode: local, {fallback}")
+    if cfg.sampling_rules is not None and not bad_daemon:
+        lines += _sampling_lines(cfg.sampling_rules)
     lines.append("")
     lines.extend(_reach())
     lines.append("")
@@ -110,7 +228,11 @@ def _reach() -> list[str]:
 
 
 def main(argv=None) -> int:
-    text, ok = report()
+    """``argv``: the command given after ``--check`` (described, never run), or None."""
+    command = list(argv or ())
+    if command[:1] == ["--"]:
+        command = command[1:]
+    text, ok = report(command=command or None)
     sys.stdout.write(text)
     return 0 if ok else 1
 

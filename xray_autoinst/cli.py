@@ -6,7 +6,8 @@ USAGE = """usage: xray-autoinst COMMAND [ARGS...]
 
 commands:
   run [--local] [--] CMD ...   run CMD traced (same as xray-run)
-  check                        print the effective configuration and integrations
+  check [CMD ...]              print the effective configuration and integrations (and
+                               what CMD would get, without running it)
   daemon [...]                 local X-Ray daemon: store traces, relay with --forward
   traces [...]                 list stored traces
   trace TRACE_ID               show one trace as a timeline

@@ -8,6 +8,8 @@ a daemon address that cannot be used, tracing is turned off).
 
 import os
 
+from . import daemon_address as _daemon_address
+
 # --- variable names (nothing else in the agent reads os.environ for these) ------------------
 SERVICE_NAME = "XRAY_SERVICE_NAME"
 TRACING_NAME = "AWS_XRAY_TRACING_NAME"
@@ -150,38 +152,8 @@ def clean_name(name: str) -> tuple[str, bool]:
     return fixed, fixed != name
 
 
-def _parse_hostport(text: str) -> tuple[str, int]:
-    text = text.strip()
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or text[end + 1 : end + 2] != ":":
-            raise ValueError(text)
-        host, port = text[1:end], text[end + 2 :]
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(text)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(text)
-    return host, int(port)
-
-
-def parse_daemon_address(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
-    """``host:port`` or ``udp:host:port tcp:host:port`` (either order). Raises ValueError."""
-    parts = value.split()
-    if len(parts) == 1 and not parts[0].startswith(("udp:", "tcp:")):
-        addr = _parse_hostport(parts[0])
-        return addr, addr
-    if len(parts) == 2:
-        found = {}
-        for part in parts:
-            kind, _, rest = part.partition(":")
-            if kind not in ("udp", "tcp") or kind in found:
-                raise ValueError(value)
-            found[kind] = _parse_hostport(rest)
-        if len(found) == 2:
-            return found["udp"], found["tcp"]
-    raise ValueError(value)
+# the one grammar of AWS_XRAY_DAEMON_ADDRESS, shared with the daemon (daemon_address.py)
+parse_daemon_address = _daemon_address.parse_daemon_address
 
 
 def from_env(environ=None) -> Config:
@@ -457,7 +429,8 @@ DOCS = (
      "decided once per process."),
     (TRACING_NAME, "unset", "Standard X-Ray SDK name variable; XRAY_SERVICE_NAME wins."),
     (DAEMON_ADDRESS, DEFAULT_DAEMON, "Daemon address: host:port, [ipv6]:port, or "
-     "'udp:host:port tcp:host:port'. A malformed value turns tracing off with one warning."),
+     "'udp:host:port tcp:host:port' (host and port required; the daemon reads it the same way). "
+     "A malformed value turns tracing off with one warning."),
     (ENABLED, "true", "false: nothing is patched at all. Wins over AWS_XRAY_SDK_ENABLED."),
     (SDK_ENABLED, "true", "Standard X-Ray SDK switch, same meaning as XRAY_ENABLED."),
     (DISABLED_INSTRUMENTATIONS, "empty", "Comma-separated integration names to skip."),

@@ -14,7 +14,8 @@ Runs COMMAND with AWS X-Ray tracing: every Python interpreter it starts from thi
 loads the xray-autoinst start-up hook. Configuration comes from environment variables
 (XRAY_SERVICE_NAME, AWS_XRAY_DAEMON_ADDRESS, ...; see `xray-run --check`).
 
-  --check   print the effective configuration and integrations, run nothing
+  --check   print the effective configuration and integrations, run nothing; with a
+            COMMAND: also its interpreter (traced or not) and the service name it gets
   --local   make sure a local xray-autoinst daemon (store mode) is running first
   --ui      with --local: a daemon started now also serves the browser console
 """
@@ -71,7 +72,7 @@ def main(argv=None, prog="xray-run"):
     if check:
         from .check import main as check_main
 
-        return check_main()
+        return check_main(args)  # a COMMAND after --check is described, never run
     if not args:
         sys.stderr.write(USAGE)
         return 2
@@ -80,7 +81,7 @@ def main(argv=None, prog="xray-run"):
         return 2
     environ = os.environ
     if local:
-        from .config import parse_daemon_address
+        from .daemon_address import parse_daemon_address
 
         try:
             from .daemon.local import ensure_local_daemon

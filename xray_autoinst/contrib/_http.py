@@ -43,13 +43,19 @@ from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment, clip
 from ..core.urls import clean_url, redact_query
+from . import _cpython
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _TRACE_HEADER_LINE = b"\nx-amzn-trace-id:"
 _TRACE_HEADER_PREFIX = b"X-Amzn-Trace-Id: "
 _TRACEPARENT_LINE = b"\ntraceparent:"
-_STATE = "_HTTPConnection__state"  # http.client's request state, name-mangled
-_REQ_STARTED = "Request-started"  # http.client._CS_REQ_STARTED: putheader is allowed
+# http.client internals (what each means, and the test that checks it: _cpython.py)
+_STATE = _cpython.STATE  # the request state: _REQ_STARTED while putheader is allowed
+_REQ_STARTED = _cpython.REQ_STARTED
+_BUFFER = _cpython.BUFFER  # the request line and header lines being written
+_METHOD = _cpython.METHOD
+_TUNNEL_HOST = _cpython.TUNNEL_HOST
+_TUNNEL_PORT = _cpython.TUNNEL_PORT
 # State kept on connections, as attributes whose class defaults (None) are set on
 # http.client.HTTPConnection while patched. Never through ``conn.__dict__``: reading an
 # instance's ``__dict__`` makes CPython 3.11+ give up its compact attribute storage for that
@@ -115,7 +121,7 @@ def replace_method(owner, name, make) -> bool:
         return False
     replacement = make(raw)
     functools.update_wrapper(replacement, raw)
-    replacement.__dict__[wrapping.MARK] = raw
+    wrapping.mark(replacement, raw)
     setattr(owner, name, replacement)
     return True
 
@@ -154,13 +160,13 @@ def _hostport_of(url: str):
 def _server(conn, tracer):
     """(tunnel host, subsegment name, ``scheme://host[:port]``, is the daemon's address,
     config) of the server behind ``conn``, cached on the connection."""
-    tunnel = getattr(conn, "_tunnel_host", None)
+    tunnel = getattr(conn, _TUNNEL_HOST, None)
     cached = conn._xray_autoinst_origin
     cfg = tracer.config
     if cached is not None and cached[0] == tunnel and cached[4] is cfg:
         return cached
     host = tunnel or conn.host
-    port = (getattr(conn, "_tunnel_port", None) if tunnel else None) or conn.port
+    port = (getattr(conn, _TUNNEL_PORT, None) if tunnel else None) or conn.port
     if "@" in host:  # never keep userinfo, even one smuggled into the host
         host = host[host.rfind("@") + 1 :]
     default = conn.default_port
@@ -230,15 +236,16 @@ def begin_exchange(conn) -> None:
         if pending is not None and pending.entity is cur and cur.sampled:
             attach_phases(tracer, cur, pending, None)
         _inject(conn, tracer.outgoing_header(None))
-        if tracer.use_w3c and _TRACEPARENT_LINE not in b"\n".join(conn._buffer or ()).lower():
+        written = b"\n".join(getattr(conn, _BUFFER, None) or ()).lower()
+        if tracer.use_w3c and _TRACEPARENT_LINE not in written:
             _inject_w3c(conn, tracer, cur)
         return
     server = _server(conn, tracer)
     if server[3] or conn._xray_autoinst_internal or internal.get() or (
             cur is None and getattr(threading.current_thread(), INTERNAL, False)):
         return  # the agent's own traffic (see is_agent_traffic)
-    buf = conn._buffer
-    method = getattr(conn, "_method", None)
+    buf = getattr(conn, _BUFFER, None)
+    method = getattr(conn, _METHOD, None)
     if not buf or not isinstance(method, str):
         return  # no request line: not a request being written by putrequest
     cfg = tracer.config
@@ -275,7 +282,7 @@ def begin_exchange(conn) -> None:
     value = tracer.outgoing_header(sub)
     if value is None:
         return  # the xray propagator is off
-    if conn._HTTPConnection__state == _REQ_STARTED:
+    if getattr(conn, _STATE, None) == _REQ_STARTED:
         buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
     else:
         conn.putheader(TRACE_HEADER, value)
@@ -284,8 +291,9 @@ def begin_exchange(conn) -> None:
 def _inject_w3c(conn, tracer, entity) -> None:
     """``traceparent`` (and ``tracestate``) for the request being written."""
     for name, value in tracer.w3c_headers(entity):
-        if getattr(conn, _STATE, None) == _REQ_STARTED and getattr(conn, "_buffer", None):
-            conn._buffer.append(name.encode("ascii") + b": " + value.encode("latin-1"))
+        buf = getattr(conn, _BUFFER, None)
+        if buf and getattr(conn, _STATE, None) == _REQ_STARTED:
+            buf.append(name.encode("ascii") + b": " + value.encode("latin-1"))
         else:
             conn.putheader(name, value)
 
@@ -310,7 +318,7 @@ def _inject(conn, value) -> None:
     """Add ``X-Amzn-Trace-Id: value`` to the headers being written unless the caller set one."""
     if value is None:
         return
-    buf = getattr(conn, "_buffer", None)
+    buf = getattr(conn, _BUFFER, None)
     if buf:
         # buf[0] is the request line: every header line follows a newline
         if _TRACE_HEADER_LINE in b"\n".join(buf).lower():

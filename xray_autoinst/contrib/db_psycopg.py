@@ -101,7 +101,7 @@ def _wrap_async(owner, name):
             wrapping.hide_frames(exc)
             raise
 
-    method.__dict__[wrapping.MARK] = raw
+    wrapping.mark(method, raw)
     setattr(owner, name, method)
 
 

@@ -65,7 +65,7 @@ def _wrap_async(owner, name, wrapper) -> bool:
     async def method(self, *args, **kwargs):
         return await wrapper(raw.__get__(self, type(self)), self, args, kwargs)
 
-    method.__dict__[wrapping.MARK] = raw
+    wrapping.mark(method, raw)
     setattr(owner, name, method)
     return True
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from xray_autoinst.daemon_address import parse_daemon_address
+
 HEADER = {"format": "json", "version": 1}
 _KNOWN_HEADERS = frozenset(
     {b'{"format": "json", "version": 1}', b'{"format":"json","version":1}'}
@@ -35,52 +37,12 @@ class ListenAddresses:
     tcp: tuple[str, int]
 
 
-def _parse_host_port(text: str) -> tuple[str, int]:
-    text = text.strip()
-    if not text:
-        raise ValueError("empty address")
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad IPv6 address {text!r}: use [addr]:port")
-        port_text = rest[1:] if rest else str(DEFAULT_PORT)
-    elif text.count(":") > 1:
-        raise ValueError(f"bad address {text!r}: write an IPv6 address as [addr]:port")
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    elif text.isdigit():
-        host, port_text = "", text
-    else:
-        host, port_text = text, str(DEFAULT_PORT)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in address {text!r}")
-    # An address with no host means loopback: listening elsewhere takes an explicit address.
-    return (host or DEFAULT_HOST), int(port_text)
-
-
 def parse_listen(value: str) -> ListenAddresses:
-    """Parse ``host:port`` (UDP and TCP on the same port) or ``udp:h:p tcp:h:p``.
-
-    The forms of ``AWS_XRAY_DAEMON_ADDRESS``. Raises ValueError with a readable message.
-    """
-    parts = value.split()
-    if not parts:
-        raise ValueError("empty address")
-    if len(parts) == 1 and not parts[0].lower().startswith(("udp:", "tcp:")):
-        addr = _parse_host_port(parts[0])
-        return ListenAddresses(addr, addr)
-    found: dict[str, tuple[str, int]] = {}
-    for part in parts:
-        proto, sep, rest = part.partition(":")
-        proto = proto.lower()
-        if not sep or proto not in ("udp", "tcp"):
-            raise ValueError(f"bad address {value!r}: expected 'udp:host:port tcp:host:port'")
-        if proto in found:
-            raise ValueError(f"bad address {value!r}: {proto} given twice")
-        found[proto] = _parse_host_port(rest)
-    if len(found) != 2:
-        raise ValueError(f"bad address {value!r}: give both udp:host:port and tcp:host:port")
-    return ListenAddresses(found["udp"], found["tcp"])
+    """The daemon's listen addresses: ``AWS_XRAY_DAEMON_ADDRESS``'s grammar, read by the same
+    parser as the agent's (``xray_autoinst.daemon_address``), port 0 allowed (a free port).
+    Raises ValueError with a readable message."""
+    udp, tcp = parse_daemon_address(value, listening=True)
+    return ListenAddresses(udp, tcp)
 
 
 def split_datagram(data: bytes) -> tuple[str | None, bytes]:
