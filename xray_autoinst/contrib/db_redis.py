@@ -24,6 +24,7 @@ from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment
+from . import _calls
 
 tracer = _tracer_mod.tracer
 _get = _tracer_mod.current_entity.get
@@ -110,17 +111,7 @@ def _entry(c):
 
 
 def server_info(pool) -> ServerInfo:
-    try:
-        info = pool._xray_redis
-    except AttributeError:
-        info = None
-    if info is None:
-        info = _describe(pool)
-        try:
-            pool._xray_redis = info
-        except AttributeError:
-            pass
-    return info
+    return _calls.remembered(pool, "_xray_redis", _describe)
 
 
 def _describe(pool) -> ServerInfo:
@@ -191,13 +182,6 @@ def begin(client, args=None, stack=None, transaction=False):
     return sub
 
 
-def end(sub) -> None:
-    try:
-        tracer.end_subsegment(sub)
-    except Exception:  # noqa: BLE001
-        fail_internal("end")
-
-
 _PIPELINE_ERROR = ") of pipeline caused error: "
 
 
@@ -220,18 +204,19 @@ def safe_message(exc) -> str:
     return msg[:500]
 
 
-def fail(sub, exc) -> None:
-    """Record the client's exception (fault + cause, its message without user data) and close
-    the subsegment."""
+def close(sub, _result=None, exc=None) -> None:
+    """Close the subsegment; on the client's exception, record it first (fault + cause, its
+    message without user data)."""
     try:
-        if isinstance(exc, Exception):
-            sub.add_exception(exc, remote=True)
-            sub.cause["exceptions"][0]["message"] = safe_message(exc)
-        else:  # KeyboardInterrupt, CancelledError...: the call did not complete
-            sub.fault = True
+        if exc is not None:
+            if isinstance(exc, Exception):
+                sub.add_exception(exc, remote=True)
+                sub.cause["exceptions"][0]["message"] = safe_message(exc)
+            else:  # KeyboardInterrupt, CancelledError...: the call did not complete
+                sub.fault = True
         tracer.end_subsegment(sub)
     except Exception:  # noqa: BLE001
-        fail_internal("error")
+        fail_internal("end" if exc is None else "error")
 
 
 def is_transaction(pipe) -> bool:
@@ -251,39 +236,25 @@ def pipeline_begin(pipe):
     return begin(pipe, stack=stack, transaction=is_transaction(pipe))
 
 
+def command_state(client, args):
+    """What a wrapper of one command hands to ``_calls``: its subsegment, or None."""
+    return begin(client, args) if recording() else None
+
+
+def pipeline_state(pipe):
+    """What a wrapper of a pipeline's ``execute`` hands to ``_calls``: its subsegment, or None."""
+    if not recording():
+        return None
+    return _calls.attempt(fail_internal, "pipeline", pipeline_begin, pipe)
+
+
 # -- wrappers --------------------------------------------------------------------------------
 def _traced_execute_command(wrapped, instance, args, kwargs):
-    if not recording():
-        return wrapped(*args, **kwargs)
-    sub = begin(instance, args)
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        fail(sub, exc)
-        raise
-    end(sub)
-    return result
+    return _calls.call(command_state(instance, args), close, wrapped, args, kwargs)
 
 
 def _traced_execute(wrapped, instance, args, kwargs):
-    if not recording():
-        return wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = pipeline_begin(instance)
-    except Exception:  # noqa: BLE001
-        fail_internal("pipeline")
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        fail(sub, exc)
-        raise
-    end(sub)
-    return result
+    return _calls.call(pipeline_state(instance), close, wrapped, args, kwargs)
 
 
 def _targets():

@@ -7,10 +7,9 @@ copy of the context it was created in.
 
 from __future__ import annotations
 
-import functools
-
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
+from . import _calls
 from . import db_redis as _r
 
 
@@ -21,53 +20,11 @@ def get_version():
 
 
 async def _traced_execute_command(wrapped, instance, args, kwargs):
-    if not _r.recording():
-        return await wrapped(*args, **kwargs)
-    sub = _r.begin(instance, args)
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _r.fail(sub, exc)
-        raise
-    _r.end(sub)
-    return result
+    return await _calls.acall(_r.command_state(instance, args), _r.close, wrapped, args, kwargs)
 
 
 async def _traced_execute(wrapped, instance, args, kwargs):
-    if not _r.recording():
-        return await wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = _r.pipeline_begin(instance)
-    except Exception:  # noqa: BLE001
-        _r.fail_internal("pipeline")
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _r.fail(sub, exc)
-        raise
-    _r.end(sub)
-    return result
-
-
-def _wrap_async(owner, name, wrapper) -> bool:
-    """Like ``wrapping.wrap`` for a coroutine method: the replacement is a coroutine function
-    too (``inspect.iscoroutinefunction`` stays true); ``wrapping.unwrap`` restores it."""
-    raw = owner.__dict__.get(name)
-    if raw is None or wrapping.is_wrapped(raw):
-        return False
-
-    @functools.wraps(raw)
-    async def method(self, *args, **kwargs):
-        return await wrapper(raw.__get__(self, type(self)), self, args, kwargs)
-
-    method.__dict__[wrapping.MARK] = raw
-    setattr(owner, name, method)
-    return True
+    return await _calls.acall(_r.pipeline_state(instance), _r.close, wrapped, args, kwargs)
 
 
 def _targets():
@@ -87,7 +44,7 @@ def patch():
         return
     _tracer_mod.get_tracer()
     for owner, name, wrapper in _targets():
-        _wrap_async(owner, name, wrapper)
+        wrapping.wrap_async(owner, name, wrapper)
     client._xray_autoinst_patched = True
 
 
