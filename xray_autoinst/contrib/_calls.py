@@ -8,6 +8,9 @@ call's own. The async variant awaits the call and stays a coroutine.
 
 from __future__ import annotations
 
+from ..core import tracer as _tracer_mod
+from ..core import wrapping
+
 
 def call(state, close, wrapped, args, kwargs):
     if state is None:
@@ -57,3 +60,46 @@ def remembered(obj, attr, describe):
         except AttributeError:
             pass
     return info
+
+
+def end_remote(sub, exc, fail, message=None) -> None:
+    """Close the ``remote`` subsegment of a client call (SQL, Redis); on the call's exception
+    record it first: fault + cause, its message replaced by ``message(exc)`` when given (no user
+    data); a BaseException that is no Exception (KeyboardInterrupt, CancelledError,
+    GeneratorExit: the call did not complete) only as a fault. Never raises: a failure goes to
+    ``fail("end")`` / ``fail("error")``."""
+    try:
+        if exc is not None:
+            if isinstance(exc, Exception):
+                sub.add_exception(exc, remote=True)
+                if message is not None:
+                    sub.cause["exceptions"][0]["message"] = message(exc)
+            else:
+                sub.fault = True
+        _tracer_mod.tracer.end_subsegment(sub)
+    except Exception:  # noqa: BLE001
+        fail("end" if exc is None else "error")
+
+
+# -- patching a list of (owner, attribute name, wrapper) ----------------------------------------
+def patch_targets(marked, targets, wrap=None) -> bool:
+    """Wrap each of ``targets`` (``wrap`` is ``wrapping.wrap`` unless given, e.g.
+    ``wrapping.wrap_async``), once: ``marked``, the library's module, carries the marker. The
+    tracer is configured first (from the environment) if nothing did yet."""
+    if getattr(marked, "_xray_autoinst_patched", False):
+        return False
+    _tracer_mod.get_tracer()
+    wrap = wrap or wrapping.wrap
+    for owner, name, wrapper in targets:
+        wrap(owner, name, wrapper)
+    marked._xray_autoinst_patched = True
+    return True
+
+
+def unpatch_targets(marked, targets) -> bool:
+    if not getattr(marked, "_xray_autoinst_patched", False):
+        return False
+    for owner, name, _wrapper in targets:
+        wrapping.unwrap(owner, name)
+    marked._xray_autoinst_patched = False
+    return True

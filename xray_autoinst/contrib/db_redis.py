@@ -22,7 +22,6 @@ import re
 from .. import log as _log
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
-from ..core import wrapping
 from ..core.entities import Subsegment
 from . import _calls
 
@@ -205,18 +204,9 @@ def safe_message(exc) -> str:
 
 
 def close(sub, _result=None, exc=None) -> None:
-    """Close the subsegment; on the client's exception, record it first (fault + cause, its
-    message without user data)."""
-    try:
-        if exc is not None:
-            if isinstance(exc, Exception):
-                sub.add_exception(exc, remote=True)
-                sub.cause["exceptions"][0]["message"] = safe_message(exc)
-            else:  # KeyboardInterrupt, CancelledError...: the call did not complete
-                sub.fault = True
-        tracer.end_subsegment(sub)
-    except Exception:  # noqa: BLE001
-        fail_internal("end" if exc is None else "error")
+    """Close the subsegment; the client's exception recorded with its message without user
+    data."""
+    _calls.end_remote(sub, exc, fail_internal, safe_message)
 
 
 def is_transaction(pipe) -> bool:
@@ -257,32 +247,23 @@ def _traced_execute(wrapped, instance, args, kwargs):
     return _calls.call(pipeline_state(instance), close, wrapped, args, kwargs)
 
 
-def _targets():
-    from redis import client
-
+def targets(client, traced_command, traced_execute):
+    """What the sync and the asyncio clients wrap, in ``client`` (``redis.client`` or
+    ``redis.asyncio.client``)."""
     return (
-        (client.Redis, "execute_command", _traced_execute_command),
-        (client.Pipeline, "execute", _traced_execute),
-        (client.Pipeline, "immediate_execute_command", _traced_execute_command),
+        (client.Redis, "execute_command", traced_command),
+        (client.Pipeline, "execute", traced_execute),
+        (client.Pipeline, "immediate_execute_command", traced_command),
     )
 
 
 def patch():
     from redis import client
 
-    if getattr(client, "_xray_autoinst_patched", False):
-        return
-    _tracer_mod.get_tracer()
-    for owner, name, wrapper in _targets():
-        wrapping.wrap(owner, name, wrapper)
-    client._xray_autoinst_patched = True
+    _calls.patch_targets(client, targets(client, _traced_execute_command, _traced_execute))
 
 
 def unpatch():
     from redis import client
 
-    if not getattr(client, "_xray_autoinst_patched", False):
-        return
-    for owner, name, _wrapper in _targets():
-        wrapping.unwrap(owner, name)
-    client._xray_autoinst_patched = False
+    _calls.unpatch_targets(client, targets(client, _traced_execute_command, _traced_execute))

@@ -7,7 +7,6 @@ copy of the context it was created in.
 
 from __future__ import annotations
 
-from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from . import _calls
 from . import db_redis as _r
@@ -27,32 +26,14 @@ async def _traced_execute(wrapped, instance, args, kwargs):
     return await _calls.acall(_r.pipeline_state(instance), _r.close, wrapped, args, kwargs)
 
 
-def _targets():
-    from redis.asyncio import client
-
-    return (
-        (client.Redis, "execute_command", _traced_execute_command),
-        (client.Pipeline, "execute", _traced_execute),
-        (client.Pipeline, "immediate_execute_command", _traced_execute_command),
-    )
-
-
 def patch():
     from redis.asyncio import client
 
-    if getattr(client, "_xray_autoinst_patched", False):
-        return
-    _tracer_mod.get_tracer()
-    for owner, name, wrapper in _targets():
-        wrapping.wrap_async(owner, name, wrapper)
-    client._xray_autoinst_patched = True
+    _calls.patch_targets(client, _r.targets(client, _traced_execute_command, _traced_execute),
+                         wrapping.wrap_async)
 
 
 def unpatch():
     from redis.asyncio import client
 
-    if not getattr(client, "_xray_autoinst_patched", False):
-        return
-    for owner, name, _wrapper in _targets():
-        wrapping.unwrap(owner, name)
-    client._xray_autoinst_patched = False
+    _calls.unpatch_targets(client, _r.targets(client, _traced_execute_command, _traced_execute))
