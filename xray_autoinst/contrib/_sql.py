@@ -24,9 +24,10 @@ Sanitizer
 
 Per call
     ``begin(conn_info, query, preparation)`` returns a Subsegment or None (nothing to record, or
-    a statement nested in one already recorded); ``end(sub)`` / ``fail(sub, exc)`` close it.
-    Wrappers call the driver exactly once, outside these helpers, and re-raise the driver's own
-    exception object unchanged.
+    a statement nested in one already recorded); ``close(sub, result, exc)`` closes it (the
+    ``close`` of ``_calls.call``/``acall``, which call the driver exactly once, outside these
+    helpers, and re-raise the driver's own exception object unchanged); ``fail(sub, exc)`` is
+    ``close`` after an exception.
 """
 
 from __future__ import annotations
@@ -478,10 +479,6 @@ def begin(info: ConnInfo, query, preparation: str, context=None):
 def close(sub, _result=None, exc=None) -> None:
     """Close the subsegment; on the driver's exception record it first (fault + cause)."""
     _calls.end_remote(sub, exc, fail_internal)
-
-
-def end(sub) -> None:
-    _calls.end_remote(sub, None, fail_internal)
 
 
 def fail(sub, exc) -> None:
