@@ -8,6 +8,7 @@ call's own. The async variant awaits the call and stays a coroutine.
 
 from __future__ import annotations
 
+from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 
@@ -103,3 +104,17 @@ def unpatch_targets(marked, targets) -> bool:
         wrapping.unwrap(owner, name)
     marked._xray_autoinst_patched = False
     return True
+
+
+def failure_logger(area, message):
+    """The ``fail(what)`` of one instrumentation ``area``, called in an ``except`` block when the
+    instrumentation itself raised: ``message % what`` logged at most once a minute per
+    ``area-what`` (with the traceback), the exception re-raised only under the test switch
+    (XRAY_AUTOINST_RAISE)."""
+
+    def fail(what):
+        _log.limited(area + "-" + what, _log.WARNING, message, what, exc_info=True)
+        if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
+            raise
+
+    return fail

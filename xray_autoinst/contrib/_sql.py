@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import re
 
-from .. import log as _log
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core.entities import Subsegment, clip
@@ -438,13 +437,9 @@ def tracer_ready():
     _tracer_mod.get_tracer()
 
 
-def fail_internal(what):
-    """An instrumentation failure: logged at most once a minute (re-raised in the tests)."""
-    _log.limited("sql-" + what, _log.WARNING,
-                 "xray-autoinst SQL instrumentation failed (%s); the query is unaffected", what,
-                 exc_info=True)
-    if tracer.config.reraise:
-        raise
+# an instrumentation failure: logged at most once a minute (re-raised in the tests)
+fail_internal = _calls.failure_logger(
+    "sql", "xray-autoinst SQL instrumentation failed (%s); the query is unaffected")
 
 
 def recording() -> bool:
@@ -460,12 +455,8 @@ def recording() -> bool:
 
 def begin(info: ConnInfo, query, preparation: str, context=None):
     """Open the subsegment of one statement. Never raises (unless the test switch is set)."""
-    try:
-        sub = tracer.begin_subsegment(info.name, "remote")
-        if sub is None:
-            return None
-    except Exception:  # noqa: BLE001
-        fail_internal("begin")
+    sub = _calls.attempt(fail_internal, "begin", tracer.begin_subsegment, info.name, "remote")
+    if sub is None:
         return None
     try:
         sub.sql = info.sql(query, preparation, context)

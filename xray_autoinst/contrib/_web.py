@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
+from . import _calls
 
 # the annotation users filter and group by: annotation.http_route = "/items/{item_id}"
 ROUTE_KEY = "http_route"
@@ -20,12 +20,8 @@ FRAMEWORKS = frozenset((
 ))
 
 
-def _fail(what):
-    _log.limited("web-" + what, _log.WARNING,
-                 "xray-autoinst web instrumentation failed (%s); the request is unaffected",
-                 what, exc_info=True)
-    if _tracer_mod.tracer.config.reraise:
-        raise
+_fail = _calls.failure_logger(
+    "web", "xray-autoinst web instrumentation failed (%s); the request is unaffected")
 
 
 def project_name(target) -> str | None:

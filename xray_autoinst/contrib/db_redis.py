@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 
-from .. import log as _log
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core.entities import Subsegment
@@ -140,12 +139,8 @@ def _describe(pool) -> ServerInfo:
 
 
 # -- per call --------------------------------------------------------------------------------
-def fail_internal(what):
-    _log.limited("redis-" + what, _log.WARNING,
-                 "xray-autoinst Redis instrumentation failed (%s); the command is unaffected",
-                 what, exc_info=True)
-    if tracer.config.reraise:
-        raise
+fail_internal = _calls.failure_logger(
+    "redis", "xray-autoinst Redis instrumentation failed (%s); the command is unaffected")
 
 
 def recording() -> bool:
@@ -160,16 +155,19 @@ def recording() -> bool:
                 and "redis" in parent.metadata)
 
 
+def _open(client):
+    """(server info, subsegment), or None when nothing is to be recorded."""
+    info = server_info(client.connection_pool)
+    sub = tracer.begin_subsegment(info.name, "remote")
+    return None if sub is None else (info, sub)
+
+
 def begin(client, args=None, stack=None, transaction=False):
     """Open the subsegment of one command (``args``) or one pipeline (``stack``)."""
-    try:
-        info = server_info(client.connection_pool)
-        sub = tracer.begin_subsegment(info.name, "remote")
-        if sub is None:
-            return None
-    except Exception:  # noqa: BLE001
-        fail_internal("begin")
+    opened = _calls.attempt(fail_internal, "begin", _open, client)
+    if opened is None:
         return None
+    info, sub = opened
     try:
         if stack is None:
             sub.metadata = info.metadata(command_name(args[0] if args else None))

@@ -172,9 +172,16 @@ def _httpcore_targets():
 
 
 class _Ending:
-    """What both stream wrappers share: the exchange ends once, at close or on a read error."""
+    """What both stream wrappers share: the exchange ends once, at close or on a read error
+    (the attributes are the subclasses' slots)."""
 
     __slots__ = ()
+
+    def __init__(self, inner, sub, status, length):
+        self._xray_inner = inner
+        self._xray_sub = sub
+        self._xray_status = status
+        self._xray_length = length
 
     def _end(self, exc=None):
         sub = self._xray_sub
@@ -198,12 +205,6 @@ def _stream_classes(target):
     class TracedStream(_Ending, target.SyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
 
-        def __init__(self, inner, sub, status, length):
-            self._xray_inner = inner
-            self._xray_sub = sub
-            self._xray_status = status
-            self._xray_length = length
-
         def __iter__(self):
             try:
                 yield from self._xray_inner
@@ -222,12 +223,6 @@ def _stream_classes(target):
 
     class TracedAsyncStream(_Ending, target.AsyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
-
-        def __init__(self, inner, sub, status, length):
-            self._xray_inner = inner
-            self._xray_sub = sub
-            self._xray_status = status
-            self._xray_length = length
 
         async def __aiter__(self):
             try:

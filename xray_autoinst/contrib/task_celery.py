@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextvars
 
-from .. import log as _log
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clean_name, clip
@@ -52,12 +51,8 @@ def get_version():
     return celery.__version__
 
 
-def _fail(what):
-    _log.limited("celery-" + what, _log.WARNING,
-                 "xray-autoinst Celery instrumentation failed (%s); the task is unaffected",
-                 what, exc_info=True)
-    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-        raise
+_fail = _calls.failure_logger(
+    "celery", "xray-autoinst Celery instrumentation failed (%s); the task is unaffected")
 
 
 # -- publishing --------------------------------------------------------------------------------
