@@ -24,19 +24,20 @@ Sanitizer
 
 Per call
     ``begin(conn_info, query, preparation)`` returns a Subsegment or None (nothing to record, or
-    a statement nested in one already recorded); ``end(sub)`` / ``fail(sub, exc)`` close it.
-    Wrappers call the driver exactly once, outside these helpers, and re-raise the driver's own
-    exception object unchanged.
+    a statement nested in one already recorded); ``close(sub, result, exc)`` closes it (the
+    ``close`` of ``_calls.call``/``acall``, which call the driver exactly once, outside these
+    helpers, and re-raise the driver's own exception object unchanged); ``fail(sub, exc)`` is
+    ``close`` after an exception.
 """
 
 from __future__ import annotations
 
 import re
 
-from .. import log as _log
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core.entities import Subsegment, clip
+from . import _calls
 
 MAX_QUERY = 1000
 _SCAN_LIMIT = 4 * MAX_QUERY  # stop tokenizing once this much output is produced
@@ -436,13 +437,9 @@ def tracer_ready():
     _tracer_mod.get_tracer()
 
 
-def fail_internal(what):
-    """An instrumentation failure: logged at most once a minute (re-raised in the tests)."""
-    _log.limited("sql-" + what, _log.WARNING,
-                 "xray-autoinst SQL instrumentation failed (%s); the query is unaffected", what,
-                 exc_info=True)
-    if tracer.config.reraise:
-        raise
+# an instrumentation failure: logged at most once a minute (re-raised in the tests)
+fail_internal = _calls.failure_logger(
+    "sql", "xray-autoinst SQL instrumentation failed (%s); the query is unaffected")
 
 
 def recording() -> bool:
@@ -458,12 +455,8 @@ def recording() -> bool:
 
 def begin(info: ConnInfo, query, preparation: str, context=None):
     """Open the subsegment of one statement. Never raises (unless the test switch is set)."""
-    try:
-        sub = tracer.begin_subsegment(info.name, "remote")
-        if sub is None:
-            return None
-    except Exception:  # noqa: BLE001
-        fail_internal("begin")
+    sub = _calls.attempt(fail_internal, "begin", tracer.begin_subsegment, info.name, "remote")
+    if sub is None:
         return None
     try:
         sub.sql = info.sql(query, preparation, context)
@@ -474,23 +467,23 @@ def begin(info: ConnInfo, query, preparation: str, context=None):
     return sub
 
 
-def end(sub) -> None:
-    try:
-        tracer.end_subsegment(sub)
-    except Exception:  # noqa: BLE001
-        fail_internal("end")
+def close(sub, _result=None, exc=None) -> None:
+    """Close the subsegment; on the driver's exception record it first (fault + cause)."""
+    _calls.end_remote(sub, exc, fail_internal)
 
 
 def fail(sub, exc) -> None:
     """Record the driver's exception (fault + cause) and close the subsegment."""
+    _calls.end_remote(sub, exc, fail_internal)
+
+
+def _open(lib, conn, info_of, args, kwargs, names, preparation, context):
     try:
-        if isinstance(exc, Exception):
-            sub.add_exception(exc, remote=True)
-        else:  # KeyboardInterrupt, GeneratorExit...: the call did not complete
-            sub.fault = True
-        tracer.end_subsegment(sub)
+        query = args[0] if args else first_arg(args, kwargs, *names)
+        return begin(info_of(conn), query, preparation, context)
     except Exception:  # noqa: BLE001
-        fail_internal("error")
+        fail_internal(lib)
+        return None
 
 
 def run(lib, conn, info_of, method, args, kwargs, preparation, names, context=None):
@@ -498,21 +491,35 @@ def run(lib, conn, info_of, method, args, kwargs, preparation, names, context=No
     wrapped call happens exactly once, outside the instrumentation's own ``try``."""
     if not recording():
         return method(*args, **kwargs)
-    sub = None
-    try:
-        query = args[0] if args else first_arg(args, kwargs, *names)
-        sub = begin(info_of(conn), query, preparation, context)
-    except Exception:  # noqa: BLE001
-        fail_internal(lib)
-    if sub is None:
-        return method(*args, **kwargs)
-    try:
-        result = method(*args, **kwargs)
-    except BaseException as exc:
-        fail(sub, exc)
-        raise
-    end(sub)
-    return result
+    sub = _open(lib, conn, info_of, args, kwargs, names, preparation, context)
+    return _calls.call(sub, close, method, args, kwargs)
+
+
+def cursor_wrappers(lib, info_of):
+    """The wrappers of a DB-API cursor whose connection is ``cursor.connection`` (PyMySQL,
+    mysqlclient): one for ``execute``/``executemany``, one for ``callproc``."""
+
+    def traced_execute(wrapped, instance, args, kwargs):
+        if not recording():  # the common case outside requests: nothing else to do
+            return wrapped(*args, **kwargs)
+        return run(lib, instance.connection, info_of, wrapped, args, kwargs, "statement",
+                   ("query",))
+
+    def traced_callproc(wrapped, instance, args, kwargs):
+        if not recording():
+            return wrapped(*args, **kwargs)
+        return run(lib, instance.connection, info_of, wrapped, args, kwargs, "call",
+                   ("procname",))
+
+    return traced_execute, traced_callproc
+
+
+def cursor_targets(cursor_class, traced_execute, traced_callproc):
+    return (
+        (cursor_class, "execute", traced_execute),
+        (cursor_class, "executemany", traced_execute),
+        (cursor_class, "callproc", traced_callproc),
+    )
 
 
 def first_arg(args, kwargs, *names):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
+from . import _calls
 
 # the annotation users filter and group by: annotation.http_route = "/items/{item_id}"
 ROUTE_KEY = "http_route"
@@ -20,18 +20,13 @@ FRAMEWORKS = frozenset((
 ))
 
 
-def fail(component, what):
-    """The one guard's report for the web layer: logged once a minute per place, re-raised
-    only under the test switch; the request goes on as without the agent."""
-    _log.limited(component + what, _log.WARNING,
-                 "xray-autoinst %s failed (%s); the request is unaffected", component, what,
-                 exc_info=True)
-    if _tracer_mod.tracer.config.reraise:
-        raise
+def failure(component):
+    """The one guard's report for a part of the web layer (``_calls.failure_logger``)."""
+    return _calls.failure_logger(
+        component, "xray-autoinst " + component + " failed (%s); the request is unaffected")
 
 
-def _fail(what):
-    fail("web instrumentation", what)
+_fail = failure("web instrumentation")
 
 
 class AppWrapper:

@@ -13,7 +13,7 @@ so concurrent calls of concurrent requests on one loop each land under their own
 from __future__ import annotations
 
 from ..core import wrapping
-from . import _http, aws_botocore
+from . import _calls, _http, aws_botocore
 
 # aws_botocore's helpers are looked up on each call (not bound here): what that module records
 # (and any service it learns to handle) is what aiobotocore calls record
@@ -31,33 +31,16 @@ def _fail(what):
     _http.fail("aiobotocore-" + what)
 
 
+def _close(sub, result, exc) -> None:
+    _bc.close(sub, result, exc, _fail)
+
+
 async def _traced_make_api_call(wrapped, instance, args, kwargs):
-    sub = None
-    try:
-        sub = _bc._begin(instance, args, kwargs)
-    except Exception:  # noqa: BLE001
-        _fail("begin")
-    if sub is None:
-        return await wrapped(*args, **kwargs)
+    sub = _calls.attempt(_fail, "begin", _bc._begin, instance, args, kwargs)
     if sub is _INTERNAL:
         token = _http.internal.set(True)
-        try:
-            return await wrapped(*args, **kwargs)
-        finally:
-            _http.internal.reset(token)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        try:
-            _bc._end(sub, exc=exc)
-        except Exception:  # noqa: BLE001
-            _fail("end")
-        raise
-    try:
-        _bc._end(sub, result)
-    except Exception:  # noqa: BLE001
-        _fail("end")
-    return result
+        return await _calls.acall(token, _bc.internal_reset, wrapped, args, kwargs)
+    return await _calls.acall(sub, _close, wrapped, args, kwargs)
 
 
 def patch():

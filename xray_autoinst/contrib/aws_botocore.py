@@ -21,7 +21,7 @@ import threading
 
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
-from . import _http
+from . import _calls, _http
 
 _current = _tracer_mod.current_entity
 _EVENTS_MARK = "_xray_autoinst_events"
@@ -253,33 +253,25 @@ def _end(sub, result=None, exc=None):
             hooks.after(sub, exc)
 
 
+def close(sub, result, exc, fail=_fail) -> None:
+    """``_calls``'s close: the call's outcome recorded by ``_end`` (shared with aiobotocore,
+    which passes its own ``fail``)."""
+    try:
+        _end(sub, result, exc)
+    except Exception:  # noqa: BLE001
+        fail("end")
+
+
+def internal_reset(token, _result, _exc) -> None:
+    """``_calls``'s close of an internal call (the SDK's own credential fetch, ...)."""
+    _http.internal.reset(token)
+
+
 def _traced_make_api_call(wrapped, instance, args, kwargs):
-    sub = None
-    try:
-        sub = _begin(instance, args, kwargs)
-    except Exception:  # noqa: BLE001
-        _fail("begin")
-    if sub is None:
-        return wrapped(*args, **kwargs)
+    sub = _calls.attempt(_fail, "begin", _begin, instance, args, kwargs)
     if sub is _INTERNAL:
-        token = _http.internal.set(True)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            _http.internal.reset(token)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        try:
-            _end(sub, exc=exc)
-        except Exception:  # noqa: BLE001
-            _fail("end")
-        raise
-    try:
-        _end(sub, result)
-    except Exception:  # noqa: BLE001
-        _fail("end")
-    return result
+        return _calls.call(_http.internal.set(True), internal_reset, wrapped, args, kwargs)
+    return _calls.call(sub, close, wrapped, args, kwargs)
 
 
 def load_exceptions(exceptions):

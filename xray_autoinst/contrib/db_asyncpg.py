@@ -31,11 +31,10 @@ import time
 import weakref
 
 from ..core import wrapping
-from . import _sql
+from . import _calls, _sql
 
 _recording = _sql.recording
 _begin = _sql.begin
-_end = _sql.end
 _fail = _sql.fail
 # set while asyncpg runs statements of its own (pool reset, transaction control)
 _quiet: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_asyncpg_quiet",
@@ -116,24 +115,12 @@ def _start(conn, query):
         return None
 
 
-async def _run(sub, wrapped, args, kwargs):
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _fail(sub, exc)
-        raise
-    _end(sub)
-    return result
-
-
 async def _traced_query(wrapped, instance, args, kwargs):
     if not _recording() or _quiet_get():
         return await wrapped(*args, **kwargs)
     sub = _start(instance, args[0] if args else _sql.first_arg(args, kwargs, "query",
                                                                "command"))
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    return await _run(sub, wrapped, args, kwargs)
+    return await _calls.acall(sub, _sql.close, wrapped, args, kwargs)
 
 
 def _copy_query(args, kwargs, direction):
@@ -145,43 +132,37 @@ def _copy_query(args, kwargs, direction):
     return "COPY %s %s" % (name, direction)
 
 
-async def _traced_copy_out(wrapped, instance, args, kwargs):
-    if not _recording() or _quiet_get():
-        return await wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = _start(instance, _copy_query(args, kwargs, "TO STDOUT"))
-    except Exception:  # noqa: BLE001
-        _sql.fail_internal("asyncpg")
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    return await _run(sub, wrapped, args, kwargs)
+def _start_copy(conn, args, kwargs, direction):
+    return _start(conn, _copy_query(args, kwargs, direction))
 
 
-async def _traced_copy_in(wrapped, instance, args, kwargs):
-    if not _recording() or _quiet_get():
-        return await wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = _start(instance, _copy_query(args, kwargs, "FROM STDIN"))
-    except Exception:  # noqa: BLE001
-        _sql.fail_internal("asyncpg")
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    return await _run(sub, wrapped, args, kwargs)
+def _traced_copy(direction):
+    """The wrapper of ``copy_*_to_table``/``copy_*_from_*`` (``direction``: TO STDOUT or FROM
+    STDIN)."""
+
+    async def traced_copy(wrapped, instance, args, kwargs):
+        if not _recording() or _quiet_get():
+            return await wrapped(*args, **kwargs)
+        sub = _calls.attempt(_sql.fail_internal, "asyncpg", _start_copy, instance, args, kwargs,
+                             direction)
+        return await _calls.acall(sub, _sql.close, wrapped, args, kwargs)
+
+    return traced_copy
+
+
+_traced_copy_out = _traced_copy("TO STDOUT")
+_traced_copy_in = _traced_copy("FROM STDIN")
+
+
+def _start_prepared(statement):
+    return _start(statement._connection, statement._query)
 
 
 async def _traced_prepared(wrapped, instance, args, kwargs):
     if not _recording() or _quiet_get():
         return await wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = _start(instance._connection, instance._query)
-    except Exception:  # noqa: BLE001
-        _sql.fail_internal("asyncpg")
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    return await _run(sub, wrapped, args, kwargs)
+    sub = _calls.attempt(_sql.fail_internal, "asyncpg", _start_prepared, instance)
+    return await _calls.acall(sub, _sql.close, wrapped, args, kwargs)
 
 
 async def _traced_prepare(wrapped, instance, args, kwargs):

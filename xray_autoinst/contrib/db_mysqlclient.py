@@ -15,10 +15,7 @@ escapes (MySQL's default; the driver does not expose a session's ``NO_BACKSLASH_
 
 from __future__ import annotations
 
-from ..core import wrapping
-from . import _sql
-
-_recording = _sql.recording
+from . import _calls, _sql
 
 
 def get_version():
@@ -28,17 +25,7 @@ def get_version():
 
 
 def _info(conn):
-    try:
-        info = conn._xray_sql
-    except AttributeError:
-        info = None
-    if info is None:
-        info = _describe(conn)
-        try:
-            conn._xray_sql = info
-        except AttributeError:
-            pass
-    return info
+    return _calls.remembered(conn, "_xray_sql", _describe)
 
 
 _POSITIONAL = ("host", "user", "passwd", "db", "port", "unix_socket")
@@ -96,51 +83,26 @@ def _describe(conn):
     )
 
 
-def _traced_execute(wrapped, instance, args, kwargs):
-    if not _recording():  # the common case outside requests: nothing else to do
-        return wrapped(*args, **kwargs)
-    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs, "statement",
-                    ("query",))
-
-
-def _traced_callproc(wrapped, instance, args, kwargs):
-    if not _recording():  # the common case outside requests: nothing else to do
-        return wrapped(*args, **kwargs)
-    return _sql.run("mysqlclient", instance.connection, _info, wrapped, args, kwargs, "call",
-                    ("procname",))
+_traced_execute, _traced_callproc = _sql.cursor_wrappers("mysqlclient", _info)
 
 
 def _targets():
-    from MySQLdb import cursors
-
-    return (
-        (cursors.BaseCursor, "execute", _traced_execute),
-        (cursors.BaseCursor, "executemany", _traced_execute),
-        (cursors.BaseCursor, "callproc", _traced_callproc),
-    )
-
-
-def patch():
     # hooked on MySQLdb.connections (imported by the first connect()), which imports
     # MySQLdb.cursors first: both are complete here, whereas a hook on MySQLdb.cursors would
     # fire while MySQLdb.connections is half-initialized
     from MySQLdb import connections, cursors
 
-    if getattr(cursors, "_xray_autoinst_patched", False):
-        return
-    _sql.tracer_ready()
-    for owner, name, wrapper in _targets():
-        wrapping.wrap(owner, name, wrapper)
-    wrapping.wrap(connections.Connection, "__init__", _traced_init)
-    cursors._xray_autoinst_patched = True
+    return (*_sql.cursor_targets(cursors.BaseCursor, _traced_execute, _traced_callproc),
+            (connections.Connection, "__init__", _traced_init))
+
+
+def patch():
+    from MySQLdb import cursors
+
+    _calls.patch_targets(cursors, _targets())
 
 
 def unpatch():
-    from MySQLdb import connections, cursors
+    from MySQLdb import cursors
 
-    if not getattr(cursors, "_xray_autoinst_patched", False):
-        return
-    for owner, name, _wrapper in _targets():
-        wrapping.unwrap(owner, name)
-    wrapping.unwrap(connections.Connection, "__init__")
-    cursors._xray_autoinst_patched = False
+    _calls.unpatch_targets(cursors, _targets())

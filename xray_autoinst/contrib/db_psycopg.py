@@ -16,12 +16,10 @@ from __future__ import annotations
 import functools
 
 from ..core import wrapping
-from . import _sql
+from . import _calls, _sql
 
 _recording = _sql.recording
 _begin = _sql.begin
-_end = _sql.end
-_fail = _sql.fail
 
 
 def get_version():
@@ -74,16 +72,7 @@ def _start(cursor, args, kwargs):
 def _traced_execute(wrapped, instance, args, kwargs):
     if not _recording():
         return wrapped(*args, **kwargs)
-    sub = _start(instance, args, kwargs)
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _fail(sub, exc)
-        raise
-    _end(sub)
-    return result
+    return _calls.call(_start(instance, args, kwargs), _sql.close, wrapped, args, kwargs)
 
 
 def _wrap_async(owner, name):
@@ -108,16 +97,7 @@ def _wrap_async(owner, name):
 async def _async_execute(wrapped, instance, args, kwargs):
     if not _recording():
         return await wrapped(*args, **kwargs)
-    sub = _start(instance, args, kwargs)
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _fail(sub, exc)
-        raise
-    _end(sub)
-    return result
+    return await _calls.acall(_start(instance, args, kwargs), _sql.close, wrapped, args, kwargs)
 
 
 def _targets():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..core import wrapping
 from ..core.wrapping import hide_frames
-from . import _sql
+from . import _calls, _sql
 
 
 def get_version():
@@ -25,17 +25,7 @@ def get_version():
 
 
 def _info(conn):
-    try:
-        info = conn._xray_sql
-    except AttributeError:
-        info = None
-    if info is None:
-        info = _describe(conn)
-        try:
-            conn._xray_sql = info
-        except AttributeError:
-            pass
-    return info
+    return _calls.remembered(conn, "_xray_sql", _describe)
 
 
 def _describe(conn):

@@ -11,10 +11,7 @@ connection: backslash escapes in strings unless the server reports ``NO_BACKSLAS
 
 from __future__ import annotations
 
-from ..core import wrapping
-from . import _sql
-
-_recording = _sql.recording
+from . import _calls, _sql
 
 _NO_BACKSLASH_ESCAPES = 512  # SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
@@ -56,46 +53,22 @@ def _describe(conn, escapes):
     )
 
 
-def _traced_execute(wrapped, instance, args, kwargs):
-    if not _recording():  # the common case outside requests: nothing else to do
-        return wrapped(*args, **kwargs)
-    return _sql.run("pymysql", instance.connection, _info, wrapped, args, kwargs, "statement",
-                    ("query",))
-
-
-def _traced_callproc(wrapped, instance, args, kwargs):
-    if not _recording():  # the common case outside requests: nothing else to do
-        return wrapped(*args, **kwargs)
-    return _sql.run("pymysql", instance.connection, _info, wrapped, args, kwargs, "call",
-                    ("procname",))
+_traced_execute, _traced_callproc = _sql.cursor_wrappers("pymysql", _info)
 
 
 def _targets():
     from pymysql import cursors
 
-    return (
-        (cursors.Cursor, "execute", _traced_execute),
-        (cursors.Cursor, "executemany", _traced_execute),
-        (cursors.Cursor, "callproc", _traced_callproc),
-    )
+    return _sql.cursor_targets(cursors.Cursor, _traced_execute, _traced_callproc)
 
 
 def patch():
     from pymysql import cursors
 
-    if getattr(cursors, "_xray_autoinst_patched", False):
-        return
-    _sql.tracer_ready()
-    for owner, name, wrapper in _targets():
-        wrapping.wrap(owner, name, wrapper)
-    cursors._xray_autoinst_patched = True
+    _calls.patch_targets(cursors, _targets())
 
 
 def unpatch():
     from pymysql import cursors
 
-    if not getattr(cursors, "_xray_autoinst_patched", False):
-        return
-    for owner, name, _wrapper in _targets():
-        wrapping.unwrap(owner, name)
-    cursors._xray_autoinst_patched = False
+    _calls.unpatch_targets(cursors, _targets())

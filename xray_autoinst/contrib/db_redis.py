@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import re
 
-from .. import log as _log
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
-from ..core import wrapping
 from ..core.entities import Subsegment
+from . import _calls
 
 tracer = _tracer_mod.tracer
 _get = _tracer_mod.current_entity.get
@@ -110,17 +109,7 @@ def _entry(c):
 
 
 def server_info(pool) -> ServerInfo:
-    try:
-        info = pool._xray_redis
-    except AttributeError:
-        info = None
-    if info is None:
-        info = _describe(pool)
-        try:
-            pool._xray_redis = info
-        except AttributeError:
-            pass
-    return info
+    return _calls.remembered(pool, "_xray_redis", _describe)
 
 
 def _describe(pool) -> ServerInfo:
@@ -150,12 +139,8 @@ def _describe(pool) -> ServerInfo:
 
 
 # -- per call --------------------------------------------------------------------------------
-def fail_internal(what):
-    _log.limited("redis-" + what, _log.WARNING,
-                 "xray-autoinst Redis instrumentation failed (%s); the command is unaffected",
-                 what, exc_info=True)
-    if tracer.config.reraise:
-        raise
+fail_internal = _calls.failure_logger(
+    "redis", "xray-autoinst Redis instrumentation failed (%s); the command is unaffected")
 
 
 def recording() -> bool:
@@ -170,16 +155,19 @@ def recording() -> bool:
                 and "redis" in parent.metadata)
 
 
+def _open(client):
+    """(server info, subsegment), or None when nothing is to be recorded."""
+    info = server_info(client.connection_pool)
+    sub = tracer.begin_subsegment(info.name, "remote")
+    return None if sub is None else (info, sub)
+
+
 def begin(client, args=None, stack=None, transaction=False):
     """Open the subsegment of one command (``args``) or one pipeline (``stack``)."""
-    try:
-        info = server_info(client.connection_pool)
-        sub = tracer.begin_subsegment(info.name, "remote")
-        if sub is None:
-            return None
-    except Exception:  # noqa: BLE001
-        fail_internal("begin")
+    opened = _calls.attempt(fail_internal, "begin", _open, client)
+    if opened is None:
         return None
+    info, sub = opened
     try:
         if stack is None:
             sub.metadata = info.metadata(command_name(args[0] if args else None))
@@ -189,13 +177,6 @@ def begin(client, args=None, stack=None, transaction=False):
         sub.metadata = {"redis": {"system": "redis"}}
         fail_internal("fields")
     return sub
-
-
-def end(sub) -> None:
-    try:
-        tracer.end_subsegment(sub)
-    except Exception:  # noqa: BLE001
-        fail_internal("end")
 
 
 _PIPELINE_ERROR = ") of pipeline caused error: "
@@ -220,18 +201,10 @@ def safe_message(exc) -> str:
     return msg[:500]
 
 
-def fail(sub, exc) -> None:
-    """Record the client's exception (fault + cause, its message without user data) and close
-    the subsegment."""
-    try:
-        if isinstance(exc, Exception):
-            sub.add_exception(exc, remote=True)
-            sub.cause["exceptions"][0]["message"] = safe_message(exc)
-        else:  # KeyboardInterrupt, CancelledError...: the call did not complete
-            sub.fault = True
-        tracer.end_subsegment(sub)
-    except Exception:  # noqa: BLE001
-        fail_internal("error")
+def close(sub, _result=None, exc=None) -> None:
+    """Close the subsegment; the client's exception recorded with its message without user
+    data."""
+    _calls.end_remote(sub, exc, fail_internal, safe_message)
 
 
 def is_transaction(pipe) -> bool:
@@ -251,67 +224,44 @@ def pipeline_begin(pipe):
     return begin(pipe, stack=stack, transaction=is_transaction(pipe))
 
 
+def command_state(client, args):
+    """What a wrapper of one command hands to ``_calls``: its subsegment, or None."""
+    return begin(client, args) if recording() else None
+
+
+def pipeline_state(pipe):
+    """What a wrapper of a pipeline's ``execute`` hands to ``_calls``: its subsegment, or None."""
+    if not recording():
+        return None
+    return _calls.attempt(fail_internal, "pipeline", pipeline_begin, pipe)
+
+
 # -- wrappers --------------------------------------------------------------------------------
 def _traced_execute_command(wrapped, instance, args, kwargs):
-    if not recording():
-        return wrapped(*args, **kwargs)
-    sub = begin(instance, args)
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        fail(sub, exc)
-        raise
-    end(sub)
-    return result
+    return _calls.call(command_state(instance, args), close, wrapped, args, kwargs)
 
 
 def _traced_execute(wrapped, instance, args, kwargs):
-    if not recording():
-        return wrapped(*args, **kwargs)
-    sub = None
-    try:
-        sub = pipeline_begin(instance)
-    except Exception:  # noqa: BLE001
-        fail_internal("pipeline")
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        fail(sub, exc)
-        raise
-    end(sub)
-    return result
+    return _calls.call(pipeline_state(instance), close, wrapped, args, kwargs)
 
 
-def _targets():
-    from redis import client
-
+def targets(client, traced_command, traced_execute):
+    """What the sync and the asyncio clients wrap, in ``client`` (``redis.client`` or
+    ``redis.asyncio.client``)."""
     return (
-        (client.Redis, "execute_command", _traced_execute_command),
-        (client.Pipeline, "execute", _traced_execute),
-        (client.Pipeline, "immediate_execute_command", _traced_execute_command),
+        (client.Redis, "execute_command", traced_command),
+        (client.Pipeline, "execute", traced_execute),
+        (client.Pipeline, "immediate_execute_command", traced_command),
     )
 
 
 def patch():
     from redis import client
 
-    if getattr(client, "_xray_autoinst_patched", False):
-        return
-    _tracer_mod.get_tracer()
-    for owner, name, wrapper in _targets():
-        wrapping.wrap(owner, name, wrapper)
-    client._xray_autoinst_patched = True
+    _calls.patch_targets(client, targets(client, _traced_execute_command, _traced_execute))
 
 
 def unpatch():
     from redis import client
 
-    if not getattr(client, "_xray_autoinst_patched", False):
-        return
-    for owner, name, _wrapper in _targets():
-        wrapping.unwrap(owner, name)
-    client._xray_autoinst_patched = False
+    _calls.unpatch_targets(client, targets(client, _traced_execute_command, _traced_execute))

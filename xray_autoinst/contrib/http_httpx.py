@@ -24,7 +24,7 @@ underneath (a transport built on another client) records nothing more.
 from __future__ import annotations
 
 from ..core.entities import Subsegment
-from . import _http, _http_data
+from . import _calls, _http, _http_data
 
 
 def get_version():
@@ -53,69 +53,47 @@ def _content_length(response):
     return None
 
 
-def _responded(response, sub, wrapper):
-    """The transport returned: hand the exchange to the response's stream (ends at close)."""
-    response.stream = wrapper(response.stream, sub, response.status_code,
-                              _content_length(response))
+def _open(request, stream_class):
+    """The exchange's state for ``_calls``: (subsegment, its ``internal`` token, the stream
+    wrapper class), or None when nothing is to be recorded."""
+    sub = _calls.attempt(_http.fail, "httpx", _begin, request)
+    if sub is None:
+        return None
+    return sub, _http.internal.set(sub), stream_class
+
+
+def _close(state, response, exc) -> None:
+    """The transport returned: hand the exchange to the response's stream (ends at close); or
+    it raised: the exchange ends with that exception."""
+    sub, token, stream_class = state
+    if exc is not None:
+        try:
+            _http_data.end_request(sub, exc=exc)
+        except Exception:  # noqa: BLE001
+            _http.fail("httpx")
+        _http.internal.reset(token)
+        return
+    _http.internal.reset(token)
+    try:
+        response.stream = stream_class(response.stream, sub, response.status_code,
+                                       _content_length(response))
+    except Exception:  # noqa: BLE001
+        _http.fail("httpx")
 
 
 def _traced_handle_request(original):
     def handle_request(self, request):
-        sub = None
-        try:
-            sub = _begin(request)
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx")
-        if sub is None:
-            return original(self, request)
-        token = _http.internal.set(sub)
-        try:
-            response = original(self, request)
-        except BaseException as exc:
-            _failed(sub, exc)
-            raise
-        finally:
-            _http.internal.reset(token)
-        try:
-            _responded(response, sub, _TracedStream)
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx")
-        return response
+        return _calls.call(_open(request, _TracedStream), _close, original, (self, request), {})
 
     return handle_request
 
 
 def _traced_handle_async_request(original):
     async def handle_async_request(self, request):
-        sub = None
-        try:
-            sub = _begin(request)
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx")
-        if sub is None:
-            return await original(self, request)
-        token = _http.internal.set(sub)
-        try:
-            response = await original(self, request)
-        except BaseException as exc:
-            _failed(sub, exc)
-            raise
-        finally:
-            _http.internal.reset(token)
-        try:
-            _responded(response, sub, _TracedAsyncStream)
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx")
-        return response
+        return await _calls.acall(
+            _open(request, _TracedAsyncStream), _close, original, (self, request), {})
 
     return handle_async_request
-
-
-def _failed(sub, exc) -> None:
-    try:
-        _http_data.end_request(sub, exc=exc)
-    except Exception:  # noqa: BLE001
-        _http.fail("httpx")
 
 
 # -- connection phases (httpcore, new connections only) -----------------------------------------
@@ -126,73 +104,49 @@ def _phases_begin(connection):
     return _http_data.phases_begin(sub, connection._origin.scheme in (b"https", b"wss"))
 
 
-def _phases_end(started, exc=None):
+def _phases_open(connection):
+    return _calls.attempt(_http.fail, "httpx connect", _phases_begin, connection)
+
+
+def _phases_close(started, _stream, exc) -> None:
     try:
         _http_data.phases_end(started, exc)
     except Exception:  # noqa: BLE001
         _http.fail("httpx connect")
 
 
-def _traced_connect(original):
-    def _connect(self, request):
-        started = None
+def _dialed(_state, _stream, exc) -> None:
+    if exc is None:
         try:
-            started = _phases_begin(self)
+            _http_data.dialed()
         except Exception:  # noqa: BLE001
             _http.fail("httpx connect")
-        if started is None:
-            return original(self, request)
-        try:
-            stream = original(self, request)
-        except BaseException as exc:
-            _phases_end(started, exc)
-            raise
-        _phases_end(started)
-        return stream
+
+
+def _traced_connect(original):
+    def _connect(self, request):
+        return _calls.call(_phases_open(self), _phases_close, original, (self, request), {})
 
     return _connect
 
 
 def _traced_async_connect(original):
     async def _connect(self, request):
-        started = None
-        try:
-            started = _phases_begin(self)
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx connect")
-        if started is None:
-            return await original(self, request)
-        try:
-            stream = await original(self, request)
-        except BaseException as exc:
-            _phases_end(started, exc)
-            raise
-        _phases_end(started)
-        return stream
+        return await _calls.acall(_phases_open(self), _phases_close, original, (self, request), {})
 
     return _connect
 
 
 def _traced_connect_tcp(original):
     def connect_tcp(self, /, *args, **kwargs):
-        stream = original(self, *args, **kwargs)
-        try:
-            _http_data.dialed()
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx connect")
-        return stream
+        return _calls.call(True, _dialed, original, (self, *args), kwargs)
 
     return connect_tcp
 
 
 def _traced_async_connect_tcp(original):
     async def connect_tcp(self, /, *args, **kwargs):
-        stream = await original(self, *args, **kwargs)
-        try:
-            _http_data.dialed()
-        except Exception:  # noqa: BLE001
-            _http.fail("httpx connect")
-        return stream
+        return await _calls.acall(True, _dialed, original, (self, *args), kwargs)
 
     return connect_tcp
 
@@ -218,9 +172,16 @@ def _httpcore_targets():
 
 
 class _Ending:
-    """What both stream wrappers share: the exchange ends once, at close or on a read error."""
+    """What both stream wrappers share: the exchange ends once, at close or on a read error
+    (the attributes are the subclasses' slots)."""
 
     __slots__ = ()
+
+    def __init__(self, inner, sub, status, length):
+        self._xray_inner = inner
+        self._xray_sub = sub
+        self._xray_status = status
+        self._xray_length = length
 
     def _end(self, exc=None):
         sub = self._xray_sub
@@ -244,12 +205,6 @@ def _stream_classes(target):
     class TracedStream(_Ending, target.SyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
 
-        def __init__(self, inner, sub, status, length):
-            self._xray_inner = inner
-            self._xray_sub = sub
-            self._xray_status = status
-            self._xray_length = length
-
         def __iter__(self):
             try:
                 yield from self._xray_inner
@@ -268,12 +223,6 @@ def _stream_classes(target):
 
     class TracedAsyncStream(_Ending, target.AsyncByteStream):
         __slots__ = ("_xray_inner", "_xray_sub", "_xray_status", "_xray_length")
-
-        def __init__(self, inner, sub, status, length):
-            self._xray_inner = inner
-            self._xray_sub = sub
-            self._xray_status = status
-            self._xray_length = length
 
         async def __aiter__(self):
             try:

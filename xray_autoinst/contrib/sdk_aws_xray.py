@@ -45,6 +45,7 @@ from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment, clip
 from ..core.urls import clean_url
+from . import _calls
 
 _FLAG = "_xray_autoinst_bridged"
 _SAVED = "_xray_autoinst_saved"  # the SDK's own (sampler, emitter) of a bridged recorder
@@ -90,12 +91,8 @@ def _tracer():
     return _tracer_mod.get_tracer()
 
 
-def _fail(what):
-    _log.limited("sdk-" + what, _log.WARNING,
-                 "xray-autoinst aws-xray-sdk bridge failed (%s); the application is unaffected",
-                 what, exc_info=True)
-    if _tracer_mod.tracer.config.reraise:
-        raise
+_fail = _calls.failure_logger(
+    "sdk", "xray-autoinst aws-xray-sdk bridge failed (%s); the application is unaffected")
 
 
 _sdk_config = []  # [aws_xray_sdk.global_sdk_config] once patched

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import contextvars
 
-from .. import log as _log
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clean_name, clip
+from . import _calls
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _UID = "xray-autoinst"
@@ -51,12 +51,8 @@ def get_version():
     return celery.__version__
 
 
-def _fail(what):
-    _log.limited("celery-" + what, _log.WARNING,
-                 "xray-autoinst Celery instrumentation failed (%s); the task is unaffected",
-                 what, exc_info=True)
-    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-        raise
+_fail = _calls.failure_logger(
+    "celery", "xray-autoinst Celery instrumentation failed (%s); the task is unaffected")
 
 
 # -- publishing --------------------------------------------------------------------------------
@@ -90,27 +86,16 @@ def _end_publish(sub, result=None, exc=None):
         _tracer_mod.tracer.end_subsegment(sub)
 
 
-def _traced_send_task(wrapped, instance, args, kwargs):
-    sub = None
+def _close_publish(sub, result, exc) -> None:
     try:
-        sub = _begin_publish(args, kwargs)
-    except Exception:  # noqa: BLE001
-        _fail("publish")
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        try:
-            _end_publish(sub, exc=exc)
-        except Exception:  # noqa: BLE001
-            _fail("publish-end")
-        raise
-    try:
-        _end_publish(sub, result)
+        _end_publish(sub, result, exc)
     except Exception:  # noqa: BLE001
         _fail("publish-end")
-    return result
+
+
+def _traced_send_task(wrapped, instance, args, kwargs):
+    sub = _calls.attempt(_fail, "publish", _begin_publish, args, kwargs)
+    return _calls.call(sub, _close_publish, wrapped, args, kwargs)
 
 
 def _on_before_publish(sender=None, headers=None, **_kwargs):

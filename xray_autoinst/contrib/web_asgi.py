@@ -40,8 +40,7 @@ def get_version():
     return ""
 
 
-def _fail(what):
-    _web.fail("ASGI middleware", what)
+_fail = _web.failure("ASGI middleware")
 
 
 class XRayMiddleware(_web.AppWrapper):

@@ -23,8 +23,7 @@ def get_version():
     return ""
 
 
-def _fail(what):
-    _web.fail("WSGI middleware", what)
+_fail = _web.failure("WSGI middleware")
 
 
 class _ClosingResponse:

@@ -481,6 +481,16 @@ def _add_sample(stats: list, sample: tuple) -> None:
     stats[5] += throttle
 
 
+def _accumulate(acc, stats, sign) -> None:
+    """``acc`` (a node's or an edge's six running sums) moved by ``sign`` times ``stats``."""
+    acc[0] += sign * stats[0]
+    acc[1] += sign * stats[1]
+    acc[2] += sign * stats[2]
+    acc[3] += sign * stats[3]
+    acc[4] += sign * stats[4]
+    acc[5] += sign * stats[5]
+
+
 def _stats_dict(stats: list | None) -> dict:
     n = stats[0] if stats else 0
     return {
@@ -510,25 +520,14 @@ class MapTotals:
                 entry = nodes[node_id] = [name, kind, [0, 0.0, 0, 0, 0, 0], 0]
             entry[3] += sign
             if stats is not None:
-                acc = entry[2]
-                acc[0] += sign * stats[0]
-                acc[1] += sign * stats[1]
-                acc[2] += sign * stats[2]
-                acc[3] += sign * stats[3]
-                acc[4] += sign * stats[4]
-                acc[5] += sign * stats[5]
+                _accumulate(entry[2], stats, sign)
             if entry[3] <= 0:
                 del nodes[node_id]
         for key, stats in reduced[1].items():
             acc = edges.get(key)
             if acc is None:
                 acc = edges[key] = [0, 0.0, 0, 0, 0, 0]
-            acc[0] += sign * stats[0]
-            acc[1] += sign * stats[1]
-            acc[2] += sign * stats[2]
-            acc[3] += sign * stats[3]
-            acc[4] += sign * stats[4]
-            acc[5] += sign * stats[5]
+            _accumulate(acc, stats, sign)
             if acc[0] <= 0:
                 del edges[key]
 
