@@ -95,11 +95,11 @@ def test_fatal_errors_drop_the_batch_and_log_once(caplog):
 
 
 def test_unprocessed_segments_are_counted_and_reported(caplog, monkeypatch):
-    # (a daemon command run earlier in this process may have given the daemon's logger a
-    # handler of its own that does not propagate: records must reach caplog here)
+    # (earlier tests may have set up the agent's or the daemon's loggers, which do not
+    # propagate to the root logger: caplog's handler is put on the daemon's logger itself)
     daemon_log = logging.getLogger("xray_autoinst.daemon")
-    monkeypatch.setattr(daemon_log, "handlers", [])
-    monkeypatch.setattr(daemon_log, "propagate", True)
+    monkeypatch.setattr(daemon_log, "handlers", [caplog.handler])
+    monkeypatch.setattr(daemon_log, "propagate", False)
     put = FakePut([[{"Id": "abc", "ErrorCode": "InvalidSegment", "Message": "bad name"}]])
     f = Forwarder(put, flush_interval=0.01)
     f.start()
