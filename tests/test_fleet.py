@@ -476,3 +476,23 @@ def test_check_shows_what_was_detected(tmp_path):
     assert "environment_name=shop-prod" in text
     text, _ok = check.report({"XRAY_RESOURCE_DETECTION": "false", "XRAY_SAMPLING": "local"})
     assert "detection off (XRAY_RESOURCE_DETECTION=false)" in text
+
+
+def test_after_a_fork_detection_waits_for_the_sender_thread(tmp_path, metadata, monkeypatch):
+    """A fork hook never starts a thread (under uWSGI's C fork that can hang a worker): an
+    unfinished detection is finished once the child's sender thread starts."""
+    cfg = _cfg(_root(tmp_path, DMI), XRAY_AUTOINST_IMDS_ENDPOINT=metadata)
+    saved = dict(resources._state)
+    started = []
+    monkeypatch.setattr(resources.threading.Thread, "start",
+                        lambda self: started.append(self.name))
+    resources._state.update(thread=None, done=False, detected={}, pid=None)
+    try:
+        resources.after_fork(cfg)
+        assert started == [] and resources._state["pending"] is cfg
+        resources.start_pending()
+        assert started == ["xray-autoinst-resources"] and "pending" not in resources._state
+    finally:
+        resources._state.clear()
+        resources._state.update(saved)
+        encoder.set_segment_context()

@@ -84,6 +84,9 @@ class Emitter:
             t._xray_autoinst_internal = True
             self._thread = t
             t.start()
+        from . import resources
+
+        resources.start_pending()  # where the service runs, if a fork deferred its detection
 
     # -- producer side (request threads) -----------------------------------------------------
     def check_fork(self) -> bool:

@@ -288,10 +288,20 @@ def start(cfg) -> None:
 
 
 def after_fork(cfg) -> None:
-    """In a forked child: the parent's detection thread is gone; finish it here if needed."""
+    """In a forked child: the parent's detection thread is gone. Never start a thread from a
+    fork hook (under uWSGI's C fork that can hang the worker): if detection had not finished,
+    it starts when this process's sender thread does, at its first document."""
     global _lock
     _lock = threading.Lock()  # it may have been held by the parent's thread at the fork
+    _state["thread"] = None
     if not _state["done"] and cfg.enabled:
+        _state["pending"] = cfg
+
+
+def start_pending() -> None:
+    """Called when a process's sender thread starts: detection deferred by a fork, if any."""
+    cfg = _state.pop("pending", None)
+    if cfg is not None:
         start(cfg)
 
 
