@@ -116,6 +116,19 @@ def name_hint(app=None, target=None) -> None:
         tracer.set_name_hint(hint)
 
 
+def wrap_once(middleware, app, hint, fail):
+    """``middleware(app)``, once (an application already wrapped is returned as it is); tell
+    the tracer what the user started for the default name (``hint``: the server's target, e.g.
+    gunicorn's ``shop.wsgi:application``)."""
+    if app is None or getattr(app, "_xray_autoinst_app", False):
+        return app
+    try:
+        name_hint(app, hint)
+    except Exception:  # noqa: BLE001
+        fail("wrap")
+    return middleware(app)
+
+
 def record_route(seg, template) -> None:
     """Record the route template on a sampled segment (never the raw path)."""
     if seg is None or not seg.sampled or not isinstance(template, str) or not template:

@@ -29,7 +29,6 @@ from ..core.urls import redact_query
 from ..core.wrapping import hide_frames
 from . import _web
 
-MARKER = "_xray_autoinst_app"
 _parse = _header.parse
 _current = _tracer_mod.current_entity
 _TRACE_HEADER = b"x-amzn-trace-id"
@@ -282,14 +281,8 @@ def is_asgi(app) -> bool:
 
 
 def wrap_asgi(app, hint=None):
-    """Wrap ``app`` once; tell the tracer the application's module for the default name."""
-    if app is None or getattr(app, MARKER, False):
-        return app
-    try:
-        _web.name_hint(app, hint)
-    except Exception:  # noqa: BLE001
-        _fail("wrap")
-    return XRayMiddleware(app)
+    """Wrap ``app`` once (see ``_web.wrap_once``)."""
+    return _web.wrap_once(XRayMiddleware, app, hint, _fail)
 
 
 def patch():

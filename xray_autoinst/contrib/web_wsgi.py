@@ -15,7 +15,6 @@ from ..core.urls import redact_query
 from ..core.wrapping import hide_frames
 from . import _web
 
-MARKER = "_xray_autoinst_app"
 _parse = _header.parse
 
 
@@ -270,15 +269,8 @@ def _record_response(seg, state, exc):
 
 
 def wrap_app(app, hint=None):
-    """Wrap ``app`` once; tell the tracer what the user started for the default name
-    (``hint``: the server's target, e.g. gunicorn's ``shop.wsgi:application``)."""
-    if app is None or getattr(app, MARKER, False):
-        return app
-    try:
-        _web.name_hint(app, hint)
-    except Exception:  # noqa: BLE001
-        _fail("wrap")
-    return XRayMiddleware(app)
+    """Wrap ``app`` once (see ``_web.wrap_once``)."""
+    return _web.wrap_once(XRayMiddleware, app, hint, _fail)
 
 
 record_exception = _web.record_exception
