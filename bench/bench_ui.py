@@ -43,7 +43,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from xray_autoinst.daemon import ui, views  # noqa: E402
+from xray_autoinst.daemon import console as console_mod  # noqa: E402
+from xray_autoinst.daemon import servicemap, ui  # noqa: E402
 from xray_autoinst.daemon.protocol import decode, encode  # noqa: E402
 from xray_autoinst.daemon.store import Store  # noqa: E402
 from xray_autoinst.daemon.tree import merged_trace  # noqa: E402
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
     fill_s = time.perf_counter() - t
     results: dict[str, list[float]] = {}
 
-    console = ui.Console(path)
+    console = console_mod.Console(path)
     rng = random.Random(9)
     extra = [args.traces + 100]
 
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
         lambda: reader.summaries(limit=50, service="stock", status="5xx"), max(3, rounds // 4))
 
     def terminal_map():
-        views.build_map([merged_trace(t, reader.documents(t))
+        servicemap.build_map([merged_trace(t, reader.documents(t))
                          for t in reader.trace_ids(limit=1000)])
 
     results["terminal map (1000 traces)"] = timed(terminal_map, max(3, rounds // 4))

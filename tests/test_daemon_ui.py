@@ -1,4 +1,4 @@
-"""The browser console's JSON API and HTTP server (``xray_autoinst.daemon.ui``), without a
+"""The browser console's JSON API (``daemon.console``) and HTTP server (``daemon.ui``), without a
 browser: filters, histogram, bounds, caches following the store, the map, the headers."""
 
 import http.client
@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from xray_autoinst.daemon import console as console_mod
 from xray_autoinst.daemon import ui
 from xray_autoinst.daemon.protocol import decode, encode
 from xray_autoinst.daemon.store import Store
@@ -49,7 +50,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def console(store):
-    c = ui.Console(store.path)
+    c = console_mod.Console(store.path)
     yield c
     c.close()
 
@@ -92,17 +93,17 @@ def test_trace_filters(console, params, expected):
      ({"q": ["x" * 300]}, "q")],
 )
 def test_bounded_parameters(console, params, word):
-    with pytest.raises(ui.BadRequest, match=word):
+    with pytest.raises(console_mod.BadRequest, match=word):
         console.traces(params)
 
 
 def test_histogram_counts_the_matching_traces(console):
     hist = console.traces({})["histogram"]
-    assert len(hist["bins"]) == ui.HISTOGRAM_BINS
+    assert len(hist["bins"]) == console_mod.HISTOGRAM_BINS
     assert sum(b["count"] for b in hist["bins"]) == 4
     assert hist["bins"][0]["lo"] == 0.0 and hist["bins"][-1]["hi"] == pytest.approx(0.5)
-    assert ui._histogram([]) == {"bins": [], "in_progress": 0}
-    one = ui._histogram([0.2, None])
+    assert console_mod._histogram([]) == {"bins": [], "in_progress": 0}
+    one = console_mod._histogram([0.2, None])
     assert sum(b["count"] for b in one["bins"]) == 1 and one["in_progress"] == 1
 
 
@@ -125,10 +126,10 @@ def test_caches_follow_the_store(store, console):
 
 def test_cold_cache_reads_everything_at_once(tmp_path):
     s = Store.open_writer(str(tmp_path / "big.db"))
-    write(s, *(seg(n) for n in range(ui.COLD_BATCH + 50)))
-    c = ui.Console(s.path)
+    write(s, *(seg(n) for n in range(console_mod.COLD_BATCH + 50)))
+    c = console_mod.Console(s.path)
     try:
-        assert c.traces({})["total"] == ui.COLD_BATCH + 50
+        assert c.traces({})["total"] == console_mod.COLD_BATCH + 50
     finally:
         c.close()
         s.close()
@@ -153,7 +154,7 @@ def test_one_trace_and_the_map(store, console):
 
 
 def test_a_missing_store(tmp_path):
-    c = ui.Console(str(tmp_path / "none.db"))
+    c = console_mod.Console(str(tmp_path / "none.db"))
     assert c.traces({})["store_exists"] is False
     assert c.graph({})["nodes"] == []
     assert c.trace("latest") is None
@@ -264,7 +265,7 @@ def test_the_running_map_equals_a_fresh_one(store, console):
     store.max_traces = 4
     store.evict()
     running = console.graph({})
-    fresh = ui.Console(store.path)
+    fresh = console_mod.Console(store.path)
     try:
         expected = fresh.graph({"limit": ["9999"]})  # not every trace? the same ones here
         assert running["traces"] == expected["traces"] == 4
@@ -280,10 +281,10 @@ def test_a_map_keeps_its_busiest_nodes():
     graph = {"traces": 1, "nodes": [{"id": "client", "requests": 1}] + [
         {"id": f"remote:h{i}", "requests": i} for i in range(10)],
         "edges": [{"source": "client", "target": f"remote:h{i}"} for i in range(10)]}
-    small = ui._bounded(graph, 4)
+    small = console_mod._bounded(graph, 4)
     assert [n["id"] for n in small["nodes"]] == ["client", "remote:h9", "remote:h8", "remote:h7"]
     assert len(small["edges"]) == 3 and small["nodes_left_out"] == 7
-    assert ui._bounded(graph, 100)["nodes_left_out"] == 0
+    assert console_mod._bounded(graph, 100)["nodes_left_out"] == 0
 
 
 def test_a_few_new_traces_go_in_at_their_place(store, console):
@@ -300,7 +301,7 @@ def test_a_few_new_traces_go_in_at_their_place(store, console):
     assert "late-callee" in answer["services"]
     (item,) = console.traces({"service": ["late-*"]})["traces"]
     assert item["segments"] == 2
-    fresh = ui.Console(store.path)
+    fresh = console_mod.Console(store.path)
     try:
         assert fresh.traces({"limit": ["1000"]})["traces"] == answer["traces"]
     finally:

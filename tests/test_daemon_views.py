@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from xray_autoinst.daemon import views
+from xray_autoinst.daemon import servicemap, views
 from xray_autoinst.daemon.tree import merged_trace
 from xray_autoinst.daemon.views import Style
 
@@ -146,7 +146,7 @@ def test_timeline_colors_only_when_asked():
 
 
 def test_map_nodes_and_edges():
-    graph = views.build_map([web_trace(), web_trace()])
+    graph = servicemap.build_map([web_trace(), web_trace()])
     nodes = {n["id"]: n for n in graph["nodes"]}
     assert set(nodes) == {"client", "service:web", "service:payments", "aws:DynamoDB",
                           "database:orders@db", "remote:api.stripe.example"}
@@ -171,7 +171,7 @@ def test_map_nodes_and_edges():
 
 
 def test_map_text_and_dot():
-    graph = views.build_map([web_trace()])
+    graph = servicemap.build_map([web_trace()])
     text = views.render_map(graph, style=Style(unicode=False))
     assert text.startswith("service map of 1 trace: 6 nodes, 5 edges")
     assert "-> web" in text and "-> DynamoDB [AWS::DynamoDB]" in text
@@ -186,13 +186,13 @@ def test_map_text_and_dot():
 
 
 def test_dot_quotes_names():
-    graph = views.build_map([merged_trace(TRACE, [ent("a" * 16, 'we"b\\x', 0, 1,
+    graph = servicemap.build_map([merged_trace(TRACE, [ent("a" * 16, 'we"b\\x', 0, 1,
                                                       trace_id=TRACE)])])
     assert '"we\\"b\\\\x' in views.render_dot(graph)
 
 
 def test_empty_map():
-    graph = views.build_map([])
+    graph = servicemap.build_map([])
     assert graph == {"traces": 0, "nodes": [], "edges": []}
     assert views.render_map(graph) == "no traces\n"
 
@@ -200,7 +200,7 @@ def test_empty_map():
 def test_map_edges_carry_the_callers_latency():
     """web's call to payments took 0.5 s as web saw it (pay.internal); payments' own segment
     took 0.4 s: the edge shows the caller's 0.5 s, the payments node its own 0.4 s."""
-    graph = views.build_map([web_trace()])
+    graph = servicemap.build_map([web_trace()])
     edges = {(e["source"], e["target"]): e for e in graph["edges"]}
     nodes = {n["id"]: n for n in graph["nodes"]}
     assert edges[("service:web", "service:payments")]["avg_latency"] == pytest.approx(0.5)
@@ -213,17 +213,17 @@ def test_map_edges_carry_the_callers_latency():
 
 
 def test_focus_map_keeps_a_service_and_its_neighbours():
-    graph = views.focus_map(views.build_map([web_trace()]), "pay*")
+    graph = servicemap.focus_map(servicemap.build_map([web_trace()]), "pay*")
     assert {n["id"] for n in graph["nodes"]} == {
         "service:web", "service:payments", "remote:api.stripe.example"}
     assert {(e["source"], e["target"]) for e in graph["edges"]} == {
         ("service:web", "service:payments"), ("service:payments", "remote:api.stripe.example")}
-    assert views.focus_map(views.build_map([web_trace()]), "nothing")["nodes"] == []
+    assert servicemap.focus_map(servicemap.build_map([web_trace()]), "nothing")["nodes"] == []
 
 
 def test_map_contributions_aggregate_like_build_map():
-    contribs = [views.map_contribution(web_trace()) for _ in range(3)]
-    assert views.aggregate_map(contribs) == views.build_map([web_trace()] * 3)
+    contribs = [servicemap.map_contribution(web_trace()) for _ in range(3)]
+    assert servicemap.aggregate_map(contribs) == servicemap.build_map([web_trace()] * 3)
 
 
 def test_timeline_header_stays_on_one_line_at_120_columns():

@@ -1,4 +1,8 @@
-"""``xray-autoinst daemon | traces | trace | map``.
+"""``xray-autoinst daemon | traces | trace | map | ui``: argument parsers and ``main_*``.
+
+What the commands do lives beside: the daemon process in ``lifecycle.py`` (pid file, stop,
+status, signals, detach) and ``server.py``, the views in ``views.py`` and ``servicemap.py``, the
+browser console in ``ui.py`` and ``console.py``, the log format in ``logsetup.py``.
 
 Every environment variable these commands read is named here, and read only through the
 ``environ`` mapping handed to the parsers (tests pass their own).
@@ -8,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import logging
 import os
 import re
 import shutil
 import signal
 import sys
-import threading
 import time
 
-from xray_autoinst.daemon import local
+from xray_autoinst.daemon import lifecycle, local, logsetup
 
 # Environment variables (their defaults are in docs/daemon.md).
 DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"  # --listen default
@@ -26,8 +27,6 @@ ENDPOINT_URL = "AWS_ENDPOINT_URL_XRAY"  # --endpoint-url default (botocore reads
 SAMPLING_RULES = "XRAY_SAMPLING_RULES"  # local rules for the sampling proxy
 XDG_DATA_HOME = "XDG_DATA_HOME"  # store default: $XDG_DATA_HOME/xray-autoinst/traces.db
 NO_COLOR = "NO_COLOR"  # views: no ANSI colors
-
-log = logging.getLogger("xray_autoinst.daemon")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,304 +191,15 @@ def daemon_settings(args, environ):
     )
 
 
-class _DaemonFormatter(logging.Formatter):
-    def format(self, record):
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        text = f"{stamp} xray-autoinst daemon: {level}{record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-def setup_logging(level: str) -> None:
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_DaemonFormatter())
-    log.addHandler(handler)
-    log.setLevel(level.upper())
-    log.propagate = False
-
-
-def _read_pid_file(path: str) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
-        return None
-    return info
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = f"/proc/{pid}/cmdline"
-    if os.path.exists(cmdline):  # guard against a recycled pid
-        try:
-            with open(cmdline, "rb") as f:
-                text = f.read().replace(b"\0", b" ")
-        except OSError:
-            return True
-        return b"xray_autoinst" in text or b"xray-autoinst" in text
-    return True
-
-
-def _running_daemon(pid_path: str) -> dict | None:
-    info = _read_pid_file(pid_path)
-    if info is None or not _alive(info["pid"]):
-        return None
-    return info
-
-
-def _write_pid_file(path: str, info: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(info, f)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _remove_pid_file(path: str) -> None:
-    info = _read_pid_file(path)
-    if info is not None and info.get("pid") == os.getpid():
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def _stop(store: str, timeout: float) -> int:
-    pid_path = local.pid_file_for(store)
-    info = _running_daemon(pid_path)
-    if info is None:
-        if os.path.exists(pid_path):
-            try:
-                os.unlink(pid_path)  # stale
-            except OSError:
-                pass
-        sys.stderr.write(f"xray-autoinst: no daemon is running for store {store}\n")
-        return 0
-    pid = info["pid"]
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            sys.stderr.write(f"xray-autoinst: stopped the daemon (pid {pid}) for store {store}\n")
-            return 0
-        time.sleep(0.05)
-    sys.stderr.write(f"xray-autoinst: the daemon (pid {pid}) did not stop in {timeout:g}s\n")
-    return 1
-
-
-def _status(store: str) -> int:
-    info = _running_daemon(local.pid_file_for(store))
-    if info is None:
-        sys.stderr.write(f"xray-autoinst: no daemon is running for store {store}\n")
-        return 1
-    from xray_autoinst.daemon.protocol import parse_listen
-
-    tcp = parse_listen(str(info.get("tcp"))).tcp
-    state, status = local.probe(tcp)
-    if state != "ours":
-        sys.stderr.write(f"xray-autoinst: daemon pid {info['pid']} does not answer on {tcp}\n")
-        return 1
-    if info.get("ui"):
-        status["ui"] = info["ui"]  # the browser console (daemon --ui)
-    sys.stdout.write(json.dumps(status, indent=2) + "\n")
-    return 0
-
-
-def _serve(settings, udp_sock, tcp_sock, pid_path: str, ready_fd: int | None,
-           ui: int | None = None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT; ``ui``: the console's port
-    (-1: the default one, else a free one), None: no console."""
-    from xray_autoinst.daemon.server import Daemon
-
-    def report(message: str) -> None:
-        if ready_fd is not None:
-            try:
-                os.write(ready_fd, message.encode("utf-8", "replace") + b"\n")
-                os.close(ready_fd)
-            except OSError:
-                pass
-
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    daemon = Daemon(settings, udp_sock, tcp_sock)
-    try:
-        daemon.start()
-    except Exception as exc:
-        message = _start_error(exc)
-        log.error("%s", message)
-        report("error " + message)
-        daemon.abort()
-        return 1
-    _write_pid_file(
-        pid_path,
-        {
-            "pid": os.getpid(), "udp": daemon.udp_text, "tcp": daemon.tcp_text,
-            "store": settings.store, "started": daemon.started,
-        },
-    )
-    console = _start_console(settings, ui, pid_path) if ui is not None else None
-    report(f"ok {os.getpid()}" + (f" {console[1]}" if console is not None else ""))
-    try:
-        daemon.run(stop)
-    finally:
-        if console is not None:
-            _stop_console(console[0])
-        daemon.shutdown()
-        _remove_pid_file(pid_path)
-    return 0
-
-
-def _start_console(settings, ui: int, pid_path: str):
-    """``daemon --ui``: the console as a child process (``xray-autoinst ui``), so that its
-    reading of the store never takes the daemon's CPU; (process, url) or None."""
-    import subprocess
-
-    # default: the port after the daemon's TCP port (2001 beside 2000), else a free one
-    port = ui if ui >= 0 else (settings.tcp[1] + 1 if 0 < settings.tcp[1] < 65535 else 0)
-    argv = [sys.executable, "-m", "xray_autoinst.daemon", "ui", "--store", settings.store,
-            "--port", str(port), "--exit-with-parent"]
-    if ui < 0:
-        argv.append("--any-port-if-busy")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace")
-    except OSError as exc:
-        log.error("cannot start the console: %s", exc)
-        return None
-    match = None
-    for _ in range(5):  # its first lines: a note or two, then where it listens
-        line = proc.stderr.readline().strip()
-        match = re.search(r"console of .* on (http://\S+) ", line)
-        if match is not None or not line:
-            break
-    if match is None:
-        log.error("the console did not start: %s", line or f"exit status {proc.wait()}")
-        _stop_console(proc)
-        return None
-
-    def relay():  # what the console says later goes to the daemon's log
-        for text in proc.stderr:
-            if text.strip():
-                log.warning("console: %s", text.strip())
-
-    threading.Thread(target=relay, name="xray-autoinst-ui-log", daemon=True).start()
-    url = match.group(1)
-    log.info("console on %s (pid %d)", url, proc.pid)
-    info = _read_pid_file(pid_path) or {}
-    info["ui"] = url
-    _write_pid_file(pid_path, info)
-    return proc, url
-
-
-def _stop_console(proc) -> None:
-    import subprocess
-
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def _start_error(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name == "NoRegionError":
-        return "--forward needs an AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) or --region"
-    if isinstance(exc, ImportError) and "botocore" in str(exc):
-        return "--forward needs botocore: pip install 'xray-autoinst[forward]'"
-    return f"cannot start: {exc}"
-
-
-def _detach(settings, udp_sock, tcp_sock, pid_path: str, log_path: str,
-            ui: int | None = None) -> int:
-    """Fork into the background; the first process waits until the daemon is up."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid > 0:
-        os.close(write_fd)
-        udp_sock.close()
-        tcp_sock.close()
-        chunks = []
-        while True:
-            chunk = os.read(read_fd, 4096)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-        answer = b"".join(chunks).decode("utf-8", "replace").strip()
-        if answer.startswith("ok "):
-            where = f"stores traces in {settings.store}" if settings.store else "stores nothing"
-            pid_text, _, url = answer[3:].partition(" ")
-            console = f"; console on {url}" if url else ""
-            sys.stderr.write(
-                f"xray-autoinst: daemon started (pid {pid_text}) on udp "
-                f"{local.format_addr(settings.udp)}, {where}; log {log_path}{console}\n"
-            )
-            return 0
-        message = answer[6:] if answer.startswith("error ") else f"see {log_path}"
-        sys.stderr.write(f"xray-autoinst daemon: {message}\n")
-        return 1
-    # first child: a new session, then fork again so the daemon is no session leader
-    try:
-        os.close(read_fd)
-        os.setsid()
-        if os.fork() > 0:
-            os._exit(0)
-        os.chdir("/")
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(out)
-        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
-        setup_logging(logging.getLevelName(log.level).lower())
-        code = _serve(settings, udp_sock, tcp_sock, pid_path, write_fd, ui)
-    except BaseException:
-        code = 1
-        try:
-            import traceback
-
-            traceback.print_exc()
-        except BaseException:
-            pass
-    os._exit(code)
-
-
 def daemon_main(argv: list[str], environ=None) -> int:
     environ = os.environ if environ is None else environ
     args = daemon_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    logsetup.setup_logging(args.log_level)
     store_for_files = _store_path(args, environ)
     if args.stop:
-        return _stop(store_for_files, args.drain_timeout + 10)
+        return lifecycle.stop_daemon(store_for_files, args.drain_timeout + 10)
     if args.status:
-        return _status(store_for_files)
+        return lifecycle.show_status(store_for_files)
     try:
         settings = daemon_settings(args, environ)
     except ValueError as exc:
@@ -504,46 +214,8 @@ def daemon_main(argv: list[str], environ=None) -> int:
     elif args.ui_port is not None:
         sys.stderr.write("xray-autoinst daemon: --ui-port is for --ui\n")
         return 2
-    pid_path = local.pid_file_for(store_for_files)
-    running = _running_daemon(pid_path)
-    if running is not None:
-        sys.stderr.write(
-            f"xray-autoinst daemon: a daemon (pid {running['pid']}, udp {running.get('udp')}) "
-            f"already uses store {store_for_files}; stop it with `xray-autoinst daemon --stop"
-            + ("" if args.store is None else f" --store {store_for_files}") + "`\n"
-        )
-        return 1
-    try:
-        os.makedirs(os.path.dirname(store_for_files), mode=0o700, exist_ok=True)
-    except OSError as exc:
-        sys.stderr.write(f"xray-autoinst daemon: cannot create {store_for_files}: {exc}\n")
-        return 1
-    from xray_autoinst.daemon.server import bind_tcp, bind_udp
-
-    try:
-        udp_sock = bind_udp(settings.udp)
-    except OSError as exc:
-        sys.stderr.write(
-            f"xray-autoinst daemon: cannot listen on udp {local.format_addr(settings.udp)}: "
-            f"{exc.strerror or exc}\n"
-        )
-        return 1
-    try:
-        tcp_sock = bind_tcp(settings.tcp)
-    except OSError as exc:
-        udp_sock.close()
-        sys.stderr.write(
-            f"xray-autoinst daemon: cannot listen on tcp {local.format_addr(settings.tcp)}: "
-            f"{exc.strerror or exc}\n"
-        )
-        return 1
-    if args.detach:
-        if not hasattr(os, "fork"):
-            sys.stderr.write("xray-autoinst daemon: --detach needs a POSIX system\n")
-            return 2
-        return _detach(settings, udp_sock, tcp_sock, pid_path,
-                       local.log_file_for(store_for_files), ui)
-    return _serve(settings, udp_sock, tcp_sock, pid_path, None, ui)
+    return lifecycle.start(settings, store_for_files, detach=args.detach, ui=ui,
+                           store_named=args.store is not None)
 
 
 def main_daemon(argv: list[str]) -> int:
@@ -707,7 +379,7 @@ def map_main(argv: list[str], environ=None) -> int:
         until = parse_since(args.until) if args.until else None
     except ValueError as exc:
         p.error(str(exc).replace("--since", "--until"))
-    from xray_autoinst.daemon import views
+    from xray_autoinst.daemon import servicemap, views
     from xray_autoinst.daemon.tree import merged_trace
 
     store = _open_store(_store_path(args, environ))
@@ -718,9 +390,9 @@ def map_main(argv: list[str], environ=None) -> int:
                 traces.append(merged_trace(trace_id, store.documents(trace_id)))
         finally:
             store.close_reader()
-    graph = views.build_map(traces)
+    graph = servicemap.build_map(traces)
     if args.service:
-        graph = views.focus_map(graph, args.service)
+        graph = servicemap.focus_map(graph, args.service)
     if args.json:
         sys.stdout.write(views.dumps(graph))
     elif args.dot:
@@ -766,13 +438,7 @@ def ui_main(argv: list[str], environ=None) -> int:
             f"xray-autoinst ui: no trace store at {store} yet; the console shows it once a "
             "daemon writes it (`xray-run --local` or `xray-autoinst daemon`)\n"
         )
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop = lifecycle.stop_event(signal.SIGTERM, signal.SIGINT)
 
     def announce(url: str) -> None:
         sys.stderr.write(f"xray-autoinst ui: console of {store} on {url} (Ctrl-C stops it)\n")

@@ -20,6 +20,11 @@ SCHEMA_VERSION = "1"
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_MAX_MB = 256
 PAGE_SIZE = 16384
+# the keys of a trace summary that users see (`traces --json`, the console's trace list)
+TRACE_JSON_KEYS = (
+    "trace_id", "start_time", "end_time", "duration", "service", "method", "url", "status",
+    "segments", "documents", "fault", "error", "throttle", "in_progress", "services",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

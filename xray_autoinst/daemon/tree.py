@@ -22,6 +22,18 @@ def end_of(entity: dict) -> float | None:
     return None
 
 
+def http_status(entity: dict) -> int | None:
+    """The HTTP response status an entity records, or None."""
+    http = entity.get("http")
+    if isinstance(http, dict) and isinstance(http.get("response"), dict):
+        code = http["response"].get("status")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
+        if isinstance(code, str) and code.isdigit():
+            return int(code)
+    return None
+
+
 def children(entity: dict) -> list[dict]:
     subs = entity.get("subsegments")
     if not isinstance(subs, list):

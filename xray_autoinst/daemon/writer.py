@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from xray_autoinst.daemon.cli import setup_logging
+    from xray_autoinst.daemon.logsetup import setup_logging
 
     setup_logging(args.log_level)
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as inp:
