@@ -1,4 +1,4 @@
-"""``python -m xray_autoinst.daemon [daemon|traces|trace|map] ARGS...`` (default: daemon)."""
+"""``python -m xray_autoinst.daemon [daemon|traces|trace|map|ui] ARGS...`` (default: daemon)."""
 
 import sys
 
