@@ -126,11 +126,11 @@ def xray_setup(case):
     from xray_autoinst.core.tracer import get_tracer
 
     target = CASES[case][0]
-    names = [name for name, (targets, _p, _d) in registry.INTEGRATIONS.items()
-             if target in targets]
+    names = [name for name, integration in registry.INTEGRATIONS.items()
+             if target in integration.targets]
     if not names:
         raise NotAvailable(f"no integration in xray_autoinst.registry targets {target!r}")
-    modules = [importlib.import_module(registry.INTEGRATIONS[n][1]) for n in names]
+    modules = [importlib.import_module(registry.INTEGRATIONS[n].patcher) for n in names]
     tracer = get_tracer()
 
     def patch():

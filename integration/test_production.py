@@ -199,11 +199,12 @@ SCRIPT_BROKEN = textwrap.dedent("""
     broken.patch = patch
     sys.modules["broken_patcher"] = broken
     from xray_autoinst import registry, bootstrap
-    registry.INTEGRATIONS["broken"] = (("json",), "broken_patcher", None)
+    registry.INTEGRATIONS["broken"] = registry.Integration(("json",), "broken_patcher", None)
     bootstrap.start()
     import json  # already imported: the hook runs at once
     import colorsys  # an unrelated import still works
-    registry.INTEGRATIONS["broken2"] = (("colorsys",), "broken_patcher", None)
+    registry.INTEGRATIONS["broken2"] = registry.Integration(("colorsys",), "broken_patcher",
+                                                            None)
     del sys.modules["colorsys"]
     bootstrap.start()
     import colorsys as c2

@@ -21,7 +21,7 @@ from xray_autoinst.core.wrapping import MARK
 from xray_autoinst.registry import INTEGRATIONS
 
 name, case = sys.argv[1], sys.argv[2]
-targets, patcher, _dist = INTEGRATIONS[name]
+targets, patcher = INTEGRATIONS[name].targets, INTEGRATIONS[name].patcher
 
 
 def wrapped_objects(modules):
@@ -57,12 +57,12 @@ out = {}
 if case == "import-then-patch":
     mods = [importlib.import_module(t) for t in targets]
     bootstrap.start()
-    out["status"] = bootstrap.status.get(name)
+    out["status"] = str(bootstrap.integration_status(name))
 elif case == "patch-then-import":
     bootstrap.start()
     assert name not in bootstrap.status, bootstrap.status
     mods = [importlib.import_module(t) for t in targets]
-    out["status"] = bootstrap.status.get(name)
+    out["status"] = str(bootstrap.integration_status(name))
 mod = importlib.import_module(patcher)
 mod.patch()
 mod.patch()
@@ -77,7 +77,7 @@ print(json.dumps(out))
 
 
 def _installed(name):
-    targets = INTEGRATIONS[name][0]
+    targets = INTEGRATIONS[name].targets
     try:
         return importlib.util.find_spec(targets[0].split(".")[0]) is not None
     except (ImportError, ValueError):

@@ -451,6 +451,57 @@ def test_covered_by_agent_not_when_the_integration_is_disabled():
     assert sdk_aws_xray.covered_by_agent("psycopg2") == "psycopg2"
 
 
+def test_covered_by_agent_asks_the_bootstrap_for_each_status(monkeypatch):
+    """A failed or disabled integration does not cover the SDK's patch; a waiting (hooks
+    registered, library not imported yet) or patched one does."""
+    from xray_autoinst import bootstrap
+    from xray_autoinst.bootstrap import DISABLED, PATCHED, WAITING, IntegrationStatus
+
+    install_tracer()
+    monkeypatch.setattr(bootstrap, "status", {
+        "sqlite3": IntegrationStatus("failed", "RuntimeError: boom"), "httplib": DISABLED,
+        "psycopg2": PATCHED})
+    monkeypatch.setattr(bootstrap, "_waiting", {"sqlite3", "botocore", "psycopg2"})
+    assert bootstrap.integration_status("botocore") is WAITING
+    assert sdk_aws_xray.covered_by_agent("sqlite3") is None
+    assert sdk_aws_xray.covered_by_agent("requests") is None
+    assert sdk_aws_xray.covered_by_agent("psycopg2") == "psycopg2"
+    assert sdk_aws_xray.covered_by_agent("botocore") == "botocore"
+    assert sdk_aws_xray.covered_by_agent("pymysql") == "pymysql"  # not started: counts
+
+
+def test_ownership_one_record_per_segment_the_sdk_opened():
+    from xray_autoinst.contrib.sdk_aws_xray.ownership import Ownership
+
+    t, emitter = install_tracer()
+    token = current_entity.set(None)
+    try:
+        own = Ownership()
+        seg, seg_token = t.begin_segment("sdk", None, sampled=True)
+        facade = object()
+        rec = own.open(seg, seg_token, facade)
+        assert own.of(seg) is rec and rec.facade is facade and len(own) == 1
+        other, other_token = t.begin_segment("other", None, sampled=True)
+        assert own.of(other) is None  # never opened through the SDK
+        t.end_segment(other, other_token)
+        own.join(rec)  # a nested begin_segment
+        own.end(rec)
+        assert own.of(seg) is rec and seg.end_time is None  # the outer one still holds it
+        own.end(rec)
+        assert own.of(seg) is None and seg.end_time is not None and len(own) == 0
+        own.end(rec)  # ending again does nothing
+        seg2, token2 = t.begin_segment("sdk2", None, sampled=True)
+        rec2 = own.open(seg2, token2, None)
+        own.join(rec2)
+        own.end(rec2, force=True)  # the facade's close(): at once
+        assert own.of(seg2) is None and seg2.end_time is not None
+        own.open(seg2, None, None)
+        own.clear()  # after fork
+        assert len(own) == 0
+    finally:
+        current_entity.reset(token)
+
+
 def test_sdk_disabled_by_the_application_runs_the_sdk_itself(bridge):
     from aws_xray_sdk import global_sdk_config
 

@@ -49,7 +49,7 @@ from xray_autoinst.core.wrapping import MARK
 from xray_autoinst.registry import INTEGRATIONS
 
 name = sys.argv[1]
-targets, patcher, _dist = INTEGRATIONS[name]
+targets, patcher = INTEGRATIONS[name].targets, INTEGRATIONS[name].patcher
 mods = [importlib.import_module(t) for t in targets]
 mod = importlib.import_module(patcher)
 mod.patch()
@@ -113,7 +113,7 @@ def test_replacements_accept_what_the_original_accepts(name):
     """No replacement names a parameter the original does not have: its receiver is
     positional-only, the rest goes through ``*args, **kwargs`` (or the original's own
     signature, for the hand-written hot-path replacements)."""
-    _need(INTEGRATIONS[name][0][0])
+    _need(INTEGRATIONS[name].targets[0])
     out = _run(SIGNATURES, name)
     assert out["checked"] or name == "flask", "nothing wrapped?"  # flask: a signal receiver
     assert out["problems"] == [], out["problems"]
@@ -125,7 +125,7 @@ from xray_autoinst.core.wrapping import MARK
 from xray_autoinst.registry import INTEGRATIONS
 
 name = sys.argv[1]
-targets, patcher, _dist = INTEGRATIONS[name]
+targets, patcher = INTEGRATIONS[name].targets, INTEGRATIONS[name].patcher
 mods = [importlib.import_module(t) for t in targets]
 importlib.import_module(patcher).patch()
 NAMES = ("self", "fn", "wrapped", "instance", "args", "kwargs")
@@ -186,7 +186,7 @@ def test_wrapped_methods_called_with_keyword_names_as_bare(name):
     ``__init__``), ends as the original does: the same exception type and message (a
     coroutine function's when the coroutine runs: an async replacement binds the original's
     arguments then, not at the call)."""
-    _need(INTEGRATIONS[name][0][0])
+    _need(INTEGRATIONS[name].targets[0])
     out = _run(KEYWORD_CALLS, name, env_extra={"XRAY_AUTOINST_RAISE": "0"})
     assert out or name == "flask"
     for call, (bare, traced) in out.items():

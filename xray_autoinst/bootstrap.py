@@ -9,9 +9,56 @@ from . import config as _config
 from . import importhook
 from .registry import APPEARING, INTEGRATIONS, UNTRACED
 
-# integration name -> "patched" | "failed: ..." | "disabled"
+
+class IntegrationStatus:
+    """What became of one integration: ``state`` is ``"waiting"`` (its hooks are registered,
+    none of its targets imported yet), ``"patched"``, ``"disabled"``
+    (XRAY_DISABLED_INSTRUMENTATIONS) or ``"failed"``, with ``error`` the exception the patcher
+    raised (``"RuntimeError: ..."``). ``str()`` is the text ``--check`` and the logs show."""
+
+    __slots__ = ("state", "error")
+
+    def __init__(self, state, error=None):
+        self.state = state
+        self.error = error
+
+    @property
+    def off(self):
+        """True when the integration records nothing: disabled, or its patcher failed."""
+        return self.state in ("disabled", "failed")
+
+    def __eq__(self, other):
+        if isinstance(other, IntegrationStatus):
+            return self.state == other.state and self.error == other.error
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.state, self.error))
+
+    def __str__(self):
+        return "failed: " + str(self.error) if self.state == "failed" else self.state
+
+    def __repr__(self):
+        return "IntegrationStatus(%r, %r)" % (self.state, self.error)
+
+
+WAITING = IntegrationStatus("waiting")
+PATCHED = IntegrationStatus("patched")
+DISABLED = IntegrationStatus("disabled")
+
+# integration name -> its IntegrationStatus, once settled (patched, disabled or failed)
 status = {}
+_waiting = set()  # the integrations whose hooks are registered
 _config_obj = None
+
+
+def integration_status(name):
+    """The ``IntegrationStatus`` of integration ``name``, or None when the bootstrap has not
+    considered it (not started, or an unknown name)."""
+    settled = status.get(name)
+    if settled is not None:
+        return settled
+    return WAITING if name in _waiting else None
 
 
 def settings():
@@ -41,11 +88,12 @@ def start(environ=None):
         _log.get().debug(
             "xray-autoinst active in pid %d; child interpreters started with -I or -E, or "
             "with a PYTHONPATH that drops the start-up hook, run untraced", os.getpid())
-    for name, (targets, _patcher, _dist) in INTEGRATIONS.items():
+    for name, integration in INTEGRATIONS.items():
         if name in cfg.disabled_instrumentations:
-            status[name] = "disabled"
+            status[name] = DISABLED
             continue
-        for target in targets:
+        _waiting.add(name)
+        for target in integration.targets:
             if target in APPEARING:
                 importhook.when_appears(target, _on_import(name))
             else:
@@ -98,20 +146,18 @@ def apply(name):
 
 
 def _apply(name):
-    if status.get(name) in ("patched", "disabled") or str(status.get(name, "")).startswith(
-        "failed"
-    ):
+    if name in status:  # settled: patched, disabled or failed
         return
-    patcher = INTEGRATIONS[name][1]
+    patcher = INTEGRATIONS[name].patcher
     try:
         __import__(patcher)
         module = sys.modules[patcher]
         module.patch()
-        status[name] = "patched"
+        status[name] = PATCHED
     except Exception as exc:  # noqa: BLE001 - never break the application's import
         from . import log as _log
 
-        status[name] = f"failed: {type(exc).__name__}: {exc}"
+        status[name] = IntegrationStatus("failed", f"{type(exc).__name__}: {exc}")
         _log.get().warning(
             "instrumentation %r could not be applied and is off (%s: %s); the application "
             "runs unchanged", name, type(exc).__name__, exc,

@@ -146,9 +146,10 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     lines.append(f"  {'tracing':<{width}}  {'on' if cfg.enabled else 'OFF'}")
     lines.append("")
     lines.append("integrations:")
-    for name, (targets, _patcher, dist) in INTEGRATIONS.items():
+    for name, integration in INTEGRATIONS.items():
+        dist = integration.distribution
         if dist is None:
-            installed = "standard library" if _stdlib(targets[0]) else "not available"
+            installed = "standard library" if _stdlib(integration.targets[0]) else "not available"
         else:
             # a tuple names alternative distributions (psycopg2-binary or psycopg2)
             dists = dist if isinstance(dist, tuple) else (dist,)
