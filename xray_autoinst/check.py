@@ -139,9 +139,9 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     lines.append(f"service name: {service_name(cfg, command)}")
     lines.append("")
     lines.append("configuration:")
-    width = max(len(v) for v, _, _ in _config.DOCS)
-    for var, default, _doc in _config.DOCS:
-        value, origin = cfg.sources.get(var, (default, "default"))
+    width = max(len(row[_config.VAR]) for row in _config.SETTINGS)
+    for var, _field, _parse, _default, shown, _doc in _config.SETTINGS:
+        value, origin = cfg.sources.get(var, (shown, "default"))
         lines.append(f"  {var:<{width}}  {value}  [{origin}]")
     lines.append(f"  {'tracing':<{width}}  {'on' if cfg.enabled else 'OFF'}")
     lines.append("")
