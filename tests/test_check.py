@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from xray_autoinst import check
-from xray_autoinst.core import centralized
+from xray_autoinst.core import centralized_rules as centralized
 
 RULES = ('{"version": 2, "rules": [{"description": "health", "host": "*", "http_method": "GET",'
          ' "url_path": "/health", "fixed_target": 0, "rate": 0}],'

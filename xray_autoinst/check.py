@@ -213,7 +213,7 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     if bad_daemon:
         lines.append("  none: tracing is off")
     elif cfg.sampling_mode == "centralized":
-        from .core.centralized import probe
+        from .core.centralized_rules import probe
 
         lines.append(f"  mode: centralized, from the proxy at tcp {tcp_host}:{tcp_port}; "
                      f"fallback: {fallback}")
