@@ -105,12 +105,8 @@ def _list(raw):
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
-def _text(raw):
-    return raw.strip()
-
-
-def _service_name(raw):
-    return clean_name(raw.strip())[0]  # a changed name is said by from_env
+def _service_name(raw):  # (and Lambda's function name)
+    return clean_name(raw.strip())[0]  # a changed service name is said by from_env
 
 
 def _daemon(raw):
@@ -211,17 +207,17 @@ SETTINGS = (
     (RESOURCE_DETECTION, "resource_detection", _bool, True, "true",
       "Detect where the service runs (Elastic Beanstalk, EKS, ECS, EC2) in the background and "
       "record origin and aws.* on segments; false: don't."),
-    (ECS_METADATA_URI, "ecs_metadata_uri", _text, None, "set by ECS",
+    (ECS_METADATA_URI, "ecs_metadata_uri", str.strip, None, "set by ECS",
       "Read by the detection: ECS's task metadata endpoint."),
-    (K8S_HOST, "k8s_host", _text, None, "set by Kubernetes",
+    (K8S_HOST, "k8s_host", str.strip, None, "set by Kubernetes",
       "Read by the detection (with KUBERNETES_SERVICE_PORT): the service runs in a pod."),
     (K8S_PORT, None, None, None, "set by Kubernetes",
       "Read by the detection: the Kubernetes API's port (443 when unset)."),
-    (IMDS_ENDPOINT, "imds_endpoint", _text, "http://169.254.169.254", "http://169.254.169.254",
+    (IMDS_ENDPOINT, "imds_endpoint", str.strip, "http://169.254.169.254", "http://169.254.169.254",
       "Internal, for the agent's tests: the EC2 instance metadata endpoint."),
-    (RESOURCE_ROOT, "resource_root", _text, "/", "/",
+    (RESOURCE_ROOT, "resource_root", str.strip, "/", "/",
       "Internal, for the agent's tests: where /sys, /proc and /var are read."),
-    (K8S_API, "k8s_api", _text, None, "https://KUBERNETES_SERVICE_HOST:PORT",
+    (K8S_API, "k8s_api", str.strip, None, "https://KUBERNETES_SERVICE_HOST:PORT",
       "Internal, for the agent's tests: the Kubernetes API."),
     (LOG_LEVEL, "log_level", _choice(LOG_LEVELS), "warning", "warning",
       "The agent's own log level (stderr, logger 'xray_autoinst')."),
@@ -235,8 +231,8 @@ SETTINGS = (
     (REDACT_QUERY_PARAMS, "redact_query_params", _lower_list, tuple(DEFAULT_REDACT.split(",")),
       DEFAULT_REDACT, "URL query parameter name fragments whose values are replaced by "
       "REDACTED (case-insensitive)."),
-    (LAMBDA_FUNCTION_NAME, "lambda_function_name", lambda raw: clean_name(raw.strip())[0],
-      None, "set by Lambda", "Names the subsegment recorded for each Lambda invocation."),
+    (LAMBDA_FUNCTION_NAME, "lambda_function_name", _service_name, None, "set by Lambda",
+      "Names the subsegment recorded for each Lambda invocation."),
     (LAMBDA_TRACE_ID, None, None, None, "set by Lambda",
       "The invocation's trace header, read per invocation: the subsegments of each invocation "
       "go under its Parent; Sampled=0 records nothing."),
@@ -256,20 +252,25 @@ _FALLBACK = {DAEMON_ADDRESS: "nothing: tracing is off",
 _SAYS_WHY = {SAMPLING_RULES}
 
 
+def _field_defaults():
+    """Config's fields and their defaults, from the table (the first row of a field gives it)."""
+    defaults = {"sampling_mode": "centralized"}  # the derived default outside any environment
+    for _var, field, _parse, default, _shown, _doc in SETTINGS:
+        if isinstance(field, tuple):
+            defaults.update(zip(field, default, strict=True))
+        elif field and field not in defaults:
+            defaults[field] = default
+    # variable -> (value as text, "env" | "default" | "invalid" | "env (ignored: ...)")
+    defaults["sources"] = None
+    defaults["problems"] = ()
+    return defaults
+
+
 class Config:
     """The effective configuration; frozen once built. (A plain class rather than a dataclass:
     ``dataclasses`` imports ``inspect``, several milliseconds on every interpreter start.)"""
 
-    _DEFAULTS = {"sampling_mode": "centralized"}  # the derived default outside any environment
-    for _var, _field, _parse, _default, _shown, _doc in SETTINGS:
-        if isinstance(_field, tuple):
-            _DEFAULTS.update(zip(_field, _default, strict=True))
-        elif _field and _field not in _DEFAULTS:
-            _DEFAULTS[_field] = _default
-    # variable -> (value as text, "env" | "default" | "invalid" | "env (ignored: ...)")
-    _DEFAULTS["sources"] = None
-    _DEFAULTS["problems"] = ()
-    del _var, _field, _parse, _default, _shown, _doc
+    _DEFAULTS = _field_defaults()
     __slots__ = tuple(_DEFAULTS)
 
     def __init__(self, **kw):
