@@ -189,5 +189,6 @@ def test_centralized_sampling_says_the_rules_come_from_the_daemon(monkeypatch):
     monkeypatch.setattr(centralized, "probe", lambda addr: (True, "2 rule(s) apply: a, Default"))
     sampling = section(check.report({}, None)[0], "sampling:")
     assert "mode: centralized, from the proxy at tcp 127.0.0.1:2000" in sampling
-    assert "the rules and quotas come from the daemon" in sampling
+    assert "the rules and quotas come from the daemon: rules every 300 s, quotas every 10 s" \
+        in sampling
     assert "proxy answers: 2 rule(s) apply: a, Default" in sampling

@@ -213,12 +213,14 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     if bad_daemon:
         lines.append("  none: tracing is off")
     elif cfg.sampling_mode == "centralized":
+        from .core.centralized import RULES_INTERVAL
         from .core.centralized_rules import probe
 
         lines.append(f"  mode: centralized, from the proxy at tcp {tcp_host}:{tcp_port}; "
                      f"fallback: {fallback}")
-        lines.append("  (the rules and quotas come from the daemon, which asks X-Ray; they are "
-                     "fetched every 5 minutes)")
+        lines.append(f"  (the rules and quotas come from the daemon: rules every "
+                     f"{cfg.sampling_poll * RULES_INTERVAL:g} s, quotas every "
+                     f"{cfg.sampling_poll:g} s)")
         answers, said = probe(cfg.tcp_address)
         lines.append(f"  proxy {'answers' if answers else 'does NOT answer'}: {said}")
         if not answers:
