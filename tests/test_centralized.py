@@ -1,5 +1,6 @@
-"""Centralized sampling (core/centralized.py): rule matching and order, quotas, TTL, borrowing,
-statistics, fallback, back-off, fork, and the HTTP transport against loopback servers."""
+"""Centralized sampling (core/centralized.py, core/centralized_rules.py): rule matching and
+order, quotas, TTL, borrowing, statistics, fallback, back-off, fork, and the HTTP transport
+against loopback servers."""
 
 import json
 import logging
@@ -15,7 +16,7 @@ import pytest
 
 from xray_autoinst import config
 from xray_autoinst import log as xlog
-from xray_autoinst.core import centralized, sampling
+from xray_autoinst.core import centralized, centralized_rules, sampling
 from xray_autoinst.core.centralized import CentralizedSampler
 
 NOW = 1_700_000_000.0
@@ -56,7 +57,7 @@ class FakeProxy:
     def __call__(self, path, body):
         self.calls.append((path, json.loads(json.dumps(body))))
         if self.fail:
-            raise centralized.ProxyError("connection refused")
+            raise centralized_rules.ProxyError("connection refused")
         if path == "/GetSamplingRules":
             if not self.page_size:
                 return {"SamplingRuleRecords": self.records}
@@ -101,7 +102,7 @@ def decisions(s, n, *req):
 
 # -- rules: which apply, in which order ---------------------------------------------------------
 def test_rules_are_ordered_by_priority_then_name_and_invalid_ones_skipped():
-    rules, skipped = centralized.parse_rules([
+    rules, skipped = centralized_rules.parse_rules([
         record("zeta", 5), record("alpha", 5), record("first", 1), DEFAULT,
         record("v2", 2, Version=2),
         record("arn", 2, ResourceARN="arn:aws:ecs:us-east-1:1:service/x"),
@@ -507,10 +508,11 @@ def test_http_transport_against_a_loopback_proxy_and_probe():
     server = _Server("answer")
     try:
         addr = ("127.0.0.1", server.port)
-        ok, text = centralized.probe(addr)
+        ok, text = centralized_rules.probe(addr)
         assert ok and "2 rule(s)" in text and "all, Default" in text
-        with pytest.raises(centralized.ProxyError, match="HTTP 400"):
-            centralized.http_post(addr, "/SamplingTargets", {"SamplingStatisticsDocuments": []})
+        with pytest.raises(centralized_rules.ProxyError, match="HTTP 400"):
+            centralized_rules.http_post(addr, "/SamplingTargets",
+                                        {"SamplingStatisticsDocuments": []})
         s = CentralizedSampler(addr, never(), "svc")
         s._thread = "manual"
         assert s.poll_rules() and [r.name for r in s.rules] == ["all", "Default"]
@@ -535,7 +537,7 @@ def test_a_hanging_proxy_never_blocks_sample():
         while not s.rule_failures:  # the poll timed out (0.5 s), and backs off
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        ok, text = centralized.probe(("127.0.0.1", server.port), timeout=0.3)
+        ok, text = centralized_rules.probe(("127.0.0.1", server.port), timeout=0.3)
         assert not ok and "timed out" in text
         s.close()
     finally:
@@ -543,7 +545,7 @@ def test_a_hanging_proxy_never_blocks_sample():
 
 
 def test_refused_port_probe():
-    ok, text = centralized.probe(("127.0.0.1", _free_port()), timeout=1)
+    ok, text = centralized_rules.probe(("127.0.0.1", _free_port()), timeout=1)
     assert not ok and "refused" in text.lower()
 
 

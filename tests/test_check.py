@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from xray_autoinst import check
-from xray_autoinst.core import centralized
+from xray_autoinst.core import centralized_rules as centralized
 
 RULES = ('{"version": 2, "rules": [{"description": "health", "host": "*", "http_method": "GET",'
          ' "url_path": "/health", "fixed_target": 0, "rate": 0}],'
@@ -118,3 +118,77 @@ def test_valid_local_rules_are_summarised():
 def test_main_takes_the_command(capsys):
     assert check.main(["--", "no-such-command-xyz"]) in (0, 1)
     assert "no-such-command-xyz: command NOT found" in capsys.readouterr().out
+
+
+def section(text, title):
+    """The lines of one section of the report ("daemon:", "sampling:", ...)."""
+    part = text.split(f"\n{title}\n", 1)[1]
+    return part.split("\n\n", 1)[0]
+
+
+@pytest.mark.parametrize("value", ["nonsense", "2000", "localhost"])
+def test_invalid_daemon_address_says_what_is_accepted_and_that_tracing_is_off(no_network, value):
+    text, ok = check.report({"AWS_XRAY_DAEMON_ADDRESS": value}, None)
+    daemon = section(text, "daemon:")
+    assert f"AWS_XRAY_DAEMON_ADDRESS={value!r} is not valid" in daemon
+    assert "expected host:port, [ipv6]:port or 'udp:host:port tcp:host:port'" in daemon
+    assert "tracing is OFF" in daemon
+    assert section(text, "sampling:").strip() == "none: tracing is off"
+    assert "  tracing                         OFF" in text and not ok
+
+
+def test_command_of_this_installation_while_tracing_is_off(no_network):
+    text, ok = check.report({"AWS_XRAY_DAEMON_ADDRESS": "nonsense"}, [sys.executable, "app.py"])
+    line = next(x for x in section(text, "command:").splitlines() if "interpreter" in x)
+    assert "this installation's -- traced when tracing is on, but tracing is OFF" in line
+    assert not ok
+
+
+def test_untraced_command_fails_the_check(tmp_path):
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\necho '/elsewhere|3.9'\necho False\n")
+    other.chmod(0o755)
+    text, ok = check.report({"XRAY_SAMPLING": "local"}, [str(other), "app.py"])
+    assert not ok
+    assert f"the command ({other}) would NOT be traced" in section(text, "problems:")
+    assert "install xray-autoinst in that environment" in text
+    text, ok = check.report({"XRAY_SAMPLING": "local"}, ["no-such-command-xyz"])
+    assert not ok and "would NOT be traced" in text
+    text, ok = check.report({"XRAY_SAMPLING": "local"}, [sys.executable, "app.py"])
+    assert ok and "problems:" not in text
+
+
+def test_another_installation_with_the_agent_is_pointed_to_its_own_check(tmp_path):
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\necho '/srv/venv|3.12'\necho True\n")
+    other.chmod(0o755)
+    text, _ok = check.report({"XRAY_SAMPLING": "local"}, [str(other), "app.py"])
+    assert "it has xray-autoinst of its own: check with /srv/venv/bin/xray-run --check " \
+           f"{other} app.py" in text
+    assert "(the integrations below are this installation's, not that interpreter's)" in text
+
+
+def test_service_name_from_the_standard_variable():
+    text, _ok = check.report({"AWS_XRAY_TRACING_NAME": "legacy", "XRAY_SAMPLING": "local"},
+                             ["python", "app.py"])
+    assert "service name: legacy  [AWS_XRAY_TRACING_NAME]" in text
+
+
+def test_sampling_rules_are_counted_with_their_default_and_source(tmp_path):
+    text, _ok = check.report({"XRAY_SAMPLING_RULES": RULES}, None)
+    sampling = section(text, "sampling:")
+    assert "1 rule before the default rule (2/s then 10%), from inline JSON" in sampling
+    path = tmp_path / "rules.json"
+    path.write_text('{"version": 1, "rules": [], "default": {"fixed_target": 0, "rate": 0.5}}')
+    sampling = section(check.report({"XRAY_SAMPLING_RULES": str(path)}, None)[0], "sampling:")
+    assert f"0 rules before the default rule (0/s then 50%), from {path}" in sampling
+    assert "mode: local" in sampling and "proxy" not in sampling
+
+
+def test_centralized_sampling_says_the_rules_come_from_the_daemon(monkeypatch):
+    monkeypatch.setattr(centralized, "probe", lambda addr: (True, "2 rule(s) apply: a, Default"))
+    sampling = section(check.report({}, None)[0], "sampling:")
+    assert "mode: centralized, from the proxy at tcp 127.0.0.1:2000" in sampling
+    assert "the rules and quotas come from the daemon: rules every 300 s, quotas every 10 s" \
+        in sampling
+    assert "proxy answers: 2 rule(s) apply: a, Default" in sampling

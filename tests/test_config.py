@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from xray_autoinst import config
@@ -152,9 +155,89 @@ def test_bad_sampling_rules_use_default_with_message():
     assert "default rule" in cfg.problems[0]
 
 
-def test_every_variable_is_documented_in_readme():
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[1]
+# read by the daemon's command line (xray_autoinst/daemon), not by the agent: in the README's
+# table by hand
+DAEMON_VARIABLES = {"XDG_DATA_HOME", "AWS_ENDPOINT_URL_XRAY", "NO_COLOR"}
+# not the agent's settings: the interpreter's own, the shell's, and CGI/WSGI request keys
+NOT_SETTINGS = {"PYTHONPATH", "HOME", "TERM", "REQUEST_METHOD", "PATH_INFO", "SERVER_NAME",
+                "SCRIPT_NAME", "QUERY_STRING", "REMOTE_ADDR"}
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for var, _default, _doc in config.DOCS:
-        assert f"`{var}`" in readme, var
+
+def readme_rows():
+    """The README's Configuration table: {variable: default as written, backticks removed}."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `([A-Za-z_][A-Za-z0-9_]*)` \| (.+?) \| .+ \|$", line)
+        if m:
+            assert m.group(1) not in rows, f"{m.group(1)}: two rows"
+            rows[m.group(1)] = m.group(2).replace("`", "")
+        else:
+            assert not line.startswith("| `"), f"a row of one variable each: {line[:80]}"
+    return rows
+
+
+def test_every_variable_is_documented_in_readme():
+    rows = readme_rows()
+    for var, _field, _parse, _default, shown, doc in config.SETTINGS:
+        assert var in rows, f"{var}: no row in the README's Configuration table"
+        assert rows[var] == shown, f"{var}: README says {rows[var]!r}, table {shown!r}"
+        assert doc and "\n" not in doc, var
+    daemon_src = "".join(p.read_text() for p in (ROOT / "xray_autoinst" / "daemon").glob("*.py"))
+    for var in set(rows) - {row[config.VAR] for row in config.SETTINGS}:
+        assert var in DAEMON_VARIABLES and f'"{var}"' in daemon_src, \
+            f"{var}: in the README but neither a setting (config.SETTINGS) nor the daemon's"
+
+
+def test_every_variable_read_is_a_setting_or_the_daemons():
+    """Every literal environment variable the package or its start-up hook reads."""
+    known = {row[config.VAR] for row in config.SETTINGS} | DAEMON_VARIABLES | NOT_SETTINGS
+    read = re.compile(r"""(?:environ(?:\.get)?|getenv)\s*[(\[]\s*["']([A-Z_][A-Z0-9_]*)["']""")
+    found = {}
+    for path in [*(ROOT / "xray_autoinst").rglob("*.py"), *(ROOT / "sitecustomize").glob("*.py")]:
+        for var in read.findall(path.read_text()):
+            if not var.startswith("HTTP_"):
+                found.setdefault(var, path.name)
+    assert "XRAY_AUTOINST_EXPECT" in found and "AWS_XRAY_DAEMON_ADDRESS" in found  # it scans
+    unknown = {v: f for v, f in found.items() if v not in known}
+    assert not unknown, f"read but not in config.SETTINGS (nor the README): {unknown}"
+
+
+def test_table_defaults_are_what_the_parsers_give():
+    """A default written as a value a parser reads ("true", "10", ...) parses to the field's
+    default, so the README cannot say one thing and the agent do another."""
+    checked = 0
+    for var, field, parse, default, shown, _doc in config.SETTINGS:
+        if field is None or callable(default) or shown in ("unset", "empty") \
+                or shown.startswith(("set by", "program")) or "KUBERNETES" in shown:
+            continue
+        value = parse(shown)
+        if isinstance(field, tuple):
+            value = dict(zip(field, value, strict=True))
+            assert value == {f: config.Config._DEFAULTS[f] for f in field}, var
+        else:
+            assert value == default == config.Config._DEFAULTS[field], var
+        checked += 1
+    assert checked >= 15
+    assert env().sampling_mode == "centralized"
+    assert env(AWS_LAMBDA_FUNCTION_NAME="fn").sampling_mode == "local"  # the derived default
+
+
+def test_ours_wins_and_the_standard_variable_is_still_checked():
+    cfg = env(XRAY_ENABLED="true", AWS_XRAY_SDK_ENABLED="bad")
+    assert cfg.enabled is True
+    assert cfg.sources["AWS_XRAY_SDK_ENABLED"] == ("bad", "env (ignored: XRAY_ENABLED is set)")
+    assert cfg.problems == ("AWS_XRAY_SDK_ENABLED='bad' is not valid: expected true or false; "
+                            "using XRAY_ENABLED's value",)
+    cfg = env(XRAY_CONTEXT_MISSING="boom")
+    assert cfg.sources["XRAY_CONTEXT_MISSING"] == ("boom", "invalid")
+    assert cfg.problems == ("XRAY_CONTEXT_MISSING='boom' is not valid: expected ignore | log | "
+                            "call | process; using ignore",)
+
+
+def test_kubernetes_host_and_port():
+    assert env(KUBERNETES_SERVICE_HOST="10.0.0.1").k8s_host == "10.0.0.1:443"
+    assert env(KUBERNETES_SERVICE_HOST=" h ", KUBERNETES_SERVICE_PORT="6443").k8s_host == "h:6443"
+    assert env(KUBERNETES_SERVICE_PORT="6443").k8s_host is None

@@ -75,8 +75,9 @@ def service_name(cfg, command=None) -> str:
     return f"{fixed}  [{how}]"
 
 
-def _command_lines(command) -> list[str]:
-    """What ``xray-run --check COMMAND`` says about COMMAND (which it never runs)."""
+def _command_lines(command, enabled) -> tuple[list[str], bool]:
+    """What ``xray-run --check COMMAND`` says about COMMAND (which it never runs), and whether
+    it would be traced (False: not found, or a Python of another installation)."""
     import shutil
     import subprocess
 
@@ -85,7 +86,7 @@ def _command_lines(command) -> list[str]:
     lines = ["command:", f"  {' '.join(command)}", "  (not run: --check only describes it)"]
     path = shutil.which(command[0])
     if path is None:
-        return lines + [f"  {command[0]}: command NOT found on PATH"]
+        return lines + [f"  {command[0]}: command NOT found on PATH"], False
     interp = path if os.path.basename(path).startswith("python") else None
     if interp is None:
         try:
@@ -100,32 +101,48 @@ def _command_lines(command) -> list[str]:
             interp = shutil.which(interp) if interp else None
     if interp is None:
         return lines + [f"  {path}: not a Python program; the Python interpreters of this "
-                        "installation it starts are traced"]
+                        "installation it starts are traced"], True
     try:
         out = subprocess.run(
-            [interp, "-I", "-c", "import sys; print('%s|%d.%d' % ((sys.prefix,) + "
-             "tuple(sys.version_info[:2])))"],
+            [interp, "-I", "-c", "import sys, importlib.util as u; print('%s|%d.%d' % "
+             "((sys.prefix,) + tuple(sys.version_info[:2]))); "
+             "print(u.find_spec('xray_autoinst') is not None)"],
             capture_output=True, text=True, timeout=15)
-        theirs = out.stdout.strip()
+        theirs, _, has_agent = out.stdout.strip().partition("\n")
     except (OSError, subprocess.SubprocessError) as exc:
-        return lines + [f"  interpreter {interp} does not start ({exc})"]
+        return lines + [f"  interpreter {interp} does not start ({exc})"], False
     if theirs == expected_interpreter():
-        return lines + [f"  interpreter {interp}: this installation's -- traced"]
+        if enabled:
+            return lines + [f"  interpreter {interp}: this installation's -- traced"], True
+        return lines + [f"  interpreter {interp}: this installation's -- traced when tracing is "
+                        "on, but tracing is OFF (see problems and the settings below)"], True
+    prefix = theirs.split("|")[0]
+    if has_agent.strip() == "True":
+        advice = (f"  it has xray-autoinst of its own: check with {prefix}/bin/xray-run --check "
+                  f"{' '.join(command)}")
+    else:
+        advice = "  install xray-autoinst in that environment and use its xray-run"
     return lines + [
         f"  interpreter {interp} ({theirs.replace('|', ', Python ')}) is NOT this installation's "
         f"({sys.prefix}, Python {sys.version_info[0]}.{sys.version_info[1]}): it is NOT traced;",
-        "  install xray-autoinst in that environment and use its xray-run"]
+        advice, "  (the integrations below are this installation's, not that interpreter's)"], \
+        False
 
 
-def _sampling_lines(rules) -> list[str]:
-    """The local rules, one line each, first match wins."""
+def _sampling_lines(rules, source) -> list[str]:
+    """The local rules (from ``source``, XRAY_SAMPLING_RULES' value): how many, the default,
+    then one line each, first match wins."""
     def one(rule):
         what = " ".join(f"{k}={v}" for k, v in (("host", rule.host), ("method", rule.method),
                                                    ("path", rule.path)) if v != "*") or "any"
         desc = f"{rule.description!r}: " if rule.description else ""
         return f"{desc}{what} -> {rule.fixed_target}/s then {rule.rate:.0%}"
 
-    out = [f"  local rules (version {rules.version}), first match wins:"]
+    n = len(rules.rules)
+    out = [f"  {n} rule{'' if n == 1 else 's'} before the default rule "
+           f"({rules.default.fixed_target}/s then {rules.default.rate:.0%}), from "
+           f"{'inline JSON' if source.lstrip().startswith('{') else source}",
+           f"  local rules (version {rules.version}), first match wins:"]
     out += [f"    {i}. {one(r)}" for i, r in enumerate(rules.rules, 1)]
     out.append(f"    default: {rules.default.fixed_target}/s then {rules.default.rate:.0%}")
     return out
@@ -134,14 +151,16 @@ def _sampling_lines(rules) -> list[str]:
 def report(environ=None, command=None) -> tuple[str, bool]:
     cfg = _config.from_env(environ)
     lines = [f"xray-autoinst {__version__} (Python {sys.version.split()[0]}, {sys.prefix})", ""]
+    traced = True
     if command:
-        lines += _command_lines(command) + [""]
+        more, traced = _command_lines(command, cfg.enabled)
+        lines += more + [""]
     lines.append(f"service name: {service_name(cfg, command)}")
     lines.append("")
     lines.append("configuration:")
-    width = max(len(v) for v, _, _ in _config.DOCS)
-    for var, default, _doc in _config.DOCS:
-        value, origin = cfg.sources.get(var, (default, "default"))
+    width = max(len(row[_config.VAR]) for row in _config.SETTINGS)
+    for var, _field, _parse, _default, shown, _doc in _config.SETTINGS:
+        value, origin = cfg.sources.get(var, (shown, "default"))
         lines.append(f"  {var:<{width}}  {value}  [{origin}]")
     lines.append(f"  {'tracing':<{width}}  {'on' if cfg.enabled else 'OFF'}")
     lines.append("")
@@ -173,8 +192,13 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     daemon_value, daemon_origin = cfg.sources.get(_config.DAEMON_ADDRESS, ("", "default"))
     bad_daemon = daemon_origin not in ("env", "default")
     if bad_daemon:  # never probe the default address in its place
-        lines.append(f"  {_config.DAEMON_ADDRESS}={daemon_value!r} is not valid: nothing is "
-                     "sent (tracing is off), no address probed")
+        try:
+            _config.parse_daemon_address(daemon_value)
+            why = ""
+        except ValueError as exc:
+            why = str(exc)
+        lines.append(f"  {_config.DAEMON_ADDRESS}={daemon_value!r} is not valid: {why}")
+        lines.append("  tracing is OFF: nothing is sent, no address probed")
     for kind, host, port in (("udp", udp_host, udp_port), ("tcp", tcp_host, tcp_port)):
         if bad_daemon:
             break
@@ -190,10 +214,14 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     if bad_daemon:
         lines.append("  none: tracing is off")
     elif cfg.sampling_mode == "centralized":
-        from .core.centralized import probe
+        from .core.centralized import RULES_INTERVAL
+        from .core.centralized_rules import probe
 
         lines.append(f"  mode: centralized, from the proxy at tcp {tcp_host}:{tcp_port}; "
                      f"fallback: {fallback}")
+        lines.append(f"  (the rules and quotas come from the daemon: rules every "
+                     f"{cfg.sampling_poll * RULES_INTERVAL:g} s, quotas every "
+                     f"{cfg.sampling_poll:g} s)")
         answers, said = probe(cfg.tcp_address)
         lines.append(f"  proxy {'answers' if answers else 'does NOT answer'}: {said}")
         if not answers:
@@ -201,17 +229,20 @@ def report(environ=None, command=None) -> tuple[str, bool]:
     else:
         lines.append(f"  mode: local, {fallback}")
     if cfg.sampling_rules is not None and not bad_daemon:
-        lines += _sampling_lines(cfg.sampling_rules)
+        lines += _sampling_lines(cfg.sampling_rules, cfg.sources[_config.SAMPLING_RULES][0])
     lines.append("")
     lines.extend(_reach())
     lines.append("")
     lines += _where(cfg)
-    ok = not cfg.problems
-    if cfg.problems:
+    problems = list(cfg.problems)
+    if not traced:
+        problems.append(f"the command ({command[0]}) would NOT be traced: see command above")
+    if problems:
         lines.append("")
         lines.append("problems:")
-        for p in cfg.problems:
+        for p in problems:
             lines.append(f"  - {p}")
+    ok = not problems
     return "\n".join(lines) + "\n", ok
 
 

@@ -15,7 +15,8 @@ loads the xray-autoinst start-up hook. Configuration comes from environment vari
 (XRAY_SERVICE_NAME, AWS_XRAY_DAEMON_ADDRESS, ...; see `xray-run --check`).
 
   --check   print the effective configuration and integrations, run nothing; with a
-            COMMAND: also its interpreter (traced or not) and the service name it gets
+            COMMAND: also its interpreter (traced or not) and the service name it gets;
+            exits 1 when a setting is invalid or COMMAND would not be traced
   --local   make sure a local xray-autoinst daemon (store mode) is running first
   --ui      with --local: a daemon started now also serves the browser console
 """
