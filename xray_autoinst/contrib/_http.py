@@ -38,12 +38,11 @@ import threading
 import time
 
 from .. import config as _config
-from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment, clip
 from ..core.urls import clean_url, redact_query
-from . import _cpython
+from . import _cpython, _guard
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _TRACE_HEADER_LINE = b"\nx-amzn-trace-id:"
@@ -82,15 +81,9 @@ _recording: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_conne
 state = {"exchanges": False}
 
 
-def fail(what: str) -> None:
-    """Instrumentation bookkeeping failed: log at most once a minute; the call is unaffected."""
-    _log.limited(
-        "http-" + what, _log.WARNING,
-        "xray-autoinst outbound HTTP instrumentation failed (%s); the call is unaffected", what,
-        exc_info=True,
-    )
-    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-        raise
+# instrumentation bookkeeping failed: logged at most once a minute; the call is unaffected
+fail = _guard.reporter(
+    "http", "xray-autoinst outbound HTTP instrumentation failed (%s); the call is unaffected")
 
 
 _LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "localhost.localdomain"))

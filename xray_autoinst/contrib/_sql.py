@@ -37,7 +37,7 @@ import re
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core.entities import Subsegment, clip
-from . import _calls
+from . import _calls, _guard
 
 MAX_QUERY = 1000
 _SCAN_LIMIT = 4 * MAX_QUERY  # stop tokenizing once this much output is produced
@@ -438,7 +438,7 @@ def tracer_ready():
 
 
 # an instrumentation failure: logged at most once a minute (re-raised in the tests)
-fail_internal = _calls.failure_logger(
+fail_internal = _guard.reporter(
     "sql", "xray-autoinst SQL instrumentation failed (%s); the query is unaffected")
 
 
@@ -472,9 +472,9 @@ def close(sub, _result=None, exc=None) -> None:
     _calls.end_remote(sub, exc, fail_internal)
 
 
-def fail(sub, exc) -> None:
-    """Record the driver's exception (fault + cause) and close the subsegment."""
-    _calls.end_remote(sub, exc, fail_internal)
+def close_with_error(sub, exc) -> None:
+    """Record the driver's exception ``exc`` (fault + cause) and close the subsegment."""
+    close(sub, None, exc)
 
 
 def _open(lib, conn, info_of, args, kwargs, names, preparation, context):
