@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
-import traceback
 
 from .. import config as _config
 from . import ids
@@ -78,18 +78,33 @@ class Entity:
             self.error = True
 
     def add_exception(self, exc, remote=False, skip_frames=0):
-        """Record ``exc`` as this entity's cause and mark it a fault."""
+        """Record ``exc`` as this entity's cause and mark it a fault.
+
+        An exception is recorded once: when a subsegment below this entity already recorded
+        this very exception (it propagated up from a downstream call), this entity's ``cause``
+        is that record's id, as X-Ray allows, rather than a second copy under a new id."""
         self.fault = True
         if self.cause is not None:
             return
+        seg = self.segment
+        known = seg.recorded
+        if known is not None:
+            entry = known.get(id(exc))
+            if entry is not None and entry[0] is exc and _below(entry[2], self):
+                self.cause = entry[1]
+                return
         tb = exc.__traceback__
         stack = []
         if tb is not None:
-            frames = traceback.extract_tb(tb)[skip_frames:]
+            frames = _frames(tb)[skip_frames:]
+            if seg is not self:
+                # a downstream call's exception, caught by the agent's wrapper: the traceback
+                # starts there, and the application's calls that led to it are its callers
+                frames[:0] = _callers(tb.tb_frame)
             # the application's frames only: the agent's own wrappers say nothing to the user
-            frames = [fs for fs in frames if _AGENT_DIR not in fs.filename] or frames
-            for fs in reversed(frames[-MAX_STACK:]):
-                stack.append({"path": fs.filename, "line": fs.lineno, "label": fs.name})
+            frames = [f for f in frames if _AGENT_DIR not in f[0]] or frames
+            for path, line, label in reversed(frames[-MAX_STACK:]):
+                stack.append({"path": path, "line": line, "label": label})
         record = {
             "id": ids.entity_id(),
             "message": clip(str(exc), MAX_MESSAGE),
@@ -99,6 +114,61 @@ class Entity:
         if remote:
             record["remote"] = True
         self.cause = {"working_directory": _cwd(), "exceptions": [record]}
+        if seg is not self:
+            _remember(seg, exc, record["id"], self)
+
+
+def _frames(tb):
+    """(path, line, function) of each entry of a traceback, outermost first."""
+    out = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append((code.co_filename, tb.tb_lineno or 0, code.co_name))
+        tb = tb.tb_next
+    return out
+
+
+def _callers(catcher):
+    """The frames above ``catcher`` (outermost first, at most MAX_STACK) when it is on this
+    thread's stack, i.e. the exception is being handled now; else none."""
+    frame = sys._getframe(2)
+    while frame is not None and frame is not catcher:
+        frame = frame.f_back
+    if frame is None:
+        return []
+    out = []
+    frame = catcher.f_back
+    while frame is not None and len(out) < MAX_STACK:
+        code = frame.f_code
+        out.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    out.reverse()
+    return out
+
+
+RECORDED_MAX = 8  # exceptions a segment remembers (its recent ones: a process segment lives long)
+
+
+def _remember(seg, exc, record_id, entity) -> None:
+    """Note on ``seg`` that ``entity`` (one of its subsegments) recorded ``exc`` as
+    ``record_id``, keyed by identity: the map holds the exception, so its id is not reused
+    while the entry lives. Only failing calls pay for it."""
+    known = seg.recorded
+    if known is None:
+        known = seg.recorded = {}
+    elif len(known) >= RECORDED_MAX:
+        known.pop(next(iter(known)), None)
+    known[id(exc)] = (exc, record_id, entity)
+
+
+def _below(entity, ancestor) -> bool:
+    """``entity`` is one of ``ancestor``'s descendants."""
+    entity = entity.parent
+    while entity is not None:
+        if entity is ancestor:
+            return True
+        entity = entity.parent
+    return False
 
 
 def _cwd():
@@ -110,7 +180,7 @@ def _cwd():
 
 class Segment(Entity):
     __slots__ = ("trace_id_", "parent_id", "lock", "origin", "user", "service", "lineage",
-                 "tracestate")
+                 "tracestate", "recorded")
 
     def __init__(self, name, trace_id, parent_id=None, start_time=None):
         Entity.__init__(self, name, start_time)
@@ -124,6 +194,8 @@ class Segment(Entity):
         self.service = None
         self.lineage = None
         self.tracestate = None  # W3C tracestate to pass on downstream
+        # exceptions its subsegments recorded: id(exc) -> (exc, record id, subsegment)
+        self.recorded = None
 
     @property
     def trace_id(self):
