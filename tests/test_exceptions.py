@@ -9,11 +9,19 @@ import sqlite3
 import boto3
 import botocore.exceptions
 import pytest
+from test_asgi import run, scope
 from test_http_servers import FakeAWS
 from test_wsgi import call
 from xray_testing import segment, subs, validate
 
-from xray_autoinst.contrib import aws_botocore, db_sqlite3, http_client, http_urllib3
+from xray_autoinst.contrib import (
+    _calls,
+    aws_botocore,
+    db_sqlite3,
+    http_client,
+    http_urllib3,
+    web_asgi,
+)
 from xray_autoinst.core import entities
 from xray_autoinst.wsgi import XRayMiddleware
 
@@ -82,6 +90,31 @@ def test_another_exception_or_a_sibling_s_gets_its_own_record(tracer):
     assert isinstance(right_doc["cause"], dict)
     assert right_doc["cause"]["exceptions"][0]["id"] != left_doc["cause"]["exceptions"][0]["id"]
     assert doc["cause"]["exceptions"][0]["message"] == "b"
+
+
+def downstream():
+    raise ValueError("downstream")
+
+
+def application(sub):
+    return _calls.call(sub, lambda s, _r, exc: s.add_exception(exc, remote=True),
+                       downstream, (), {})
+
+
+def test_a_downstream_call_s_record_holds_the_application_s_callers(tracer):
+    """The wrapper caught the exception: its traceback starts in the agent's frame, and the
+    application's calls that led there are above it (every Python version alike)."""
+    t, _emitter = tracer
+    with segment(t):
+        sub = t.begin_subsegment("call", "remote")
+        with pytest.raises(ValueError):
+            application(sub)
+        t.end_subsegment(sub)
+    stack = sub.cause["exceptions"][0]["stack"]
+    labels = [f["label"] for f in stack]
+    assert labels[:3] == ["downstream", "application", \
+                          "test_a_downstream_call_s_record_holds_the_application_s_callers"]
+    assert _agent_frames(sub.cause["exceptions"][0]) == []
 
 
 def test_a_long_lived_segment_remembers_a_bounded_number_of_exceptions(tracer):
@@ -180,3 +213,26 @@ def test_a_failed_query_is_recorded_once(tracer):
     assert record["type"] == "OperationalError" and record["remote"] is True
     assert doc["cause"] == record["id"] and doc["fault"] is True
     assert _agent_frames(record) == []
+
+
+def test_under_the_asgi_middleware_too(tracer):
+    _t, emitter = tracer
+    db_sqlite3.patch()
+    try:
+        async def app(scope, receive, send):
+            conn = sqlite3.connect(":memory:")
+            try:
+                conn.execute("SELECT * FROM missing")
+            finally:
+                conn.close()
+
+        with pytest.raises(sqlite3.OperationalError):
+            run(web_asgi.XRayMiddleware(app), scope())
+    finally:
+        db_sqlite3.unpatch()
+    [doc] = emitter.documents
+    validate(doc)
+    [query] = [s for s in subs(doc) if "sql" in s]
+    [record] = query["cause"]["exceptions"]
+    assert doc["cause"] == record["id"] and doc["fault"] is True
+    assert doc["http"]["response"]["status"] == 500
