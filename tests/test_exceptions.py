@@ -132,7 +132,7 @@ def test_nothing_is_kept_when_nothing_fails(tracer):
     with segment(t) as seg:
         sub = t.begin_subsegment("ok")
         t.end_subsegment(sub)
-        assert seg.recorded is None
+        assert getattr(seg, "recorded", None) is None
 
 
 # -- through the instrumentation: a failed AWS call, a failed query, under the middleware -----

@@ -87,7 +87,7 @@ class Entity:
         if self.cause is not None:
             return
         seg = self.segment
-        known = seg.recorded
+        known = getattr(seg, "recorded", None)
         if known is not None:
             entry = known.get(id(exc))
             if entry is not None and entry[0] is exc and _below(entry[2], self):
@@ -153,7 +153,7 @@ def _remember(seg, exc, record_id, entity) -> None:
     """Note on ``seg`` that ``entity`` (one of its subsegments) recorded ``exc`` as
     ``record_id``, keyed by identity: the map holds the exception, so its id is not reused
     while the entry lives. Only failing calls pay for it."""
-    known = seg.recorded
+    known = getattr(seg, "recorded", None)
     if known is None:
         known = seg.recorded = {}
     elif len(known) >= RECORDED_MAX:
@@ -194,8 +194,8 @@ class Segment(Entity):
         self.service = None
         self.lineage = None
         self.tracestate = None  # W3C tracestate to pass on downstream
-        # exceptions its subsegments recorded: id(exc) -> (exc, record id, subsegment)
-        self.recorded = None
+        # ``recorded``, the exceptions its subsegments recorded (id(exc) -> (exc, record id,
+        # subsegment)), is set by the first one only: a request where nothing fails pays nothing
 
     @property
     def trace_id(self):
