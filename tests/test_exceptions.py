@@ -4,6 +4,7 @@ middleware's segment, a subsegment of the application's own -- has that record's
 ``cause`` (X-Ray's reference to an exception recorded in a child). Recorded stacks hold the
 application's frames, never the agent's."""
 
+import gc
 import sqlite3
 
 import boto3
@@ -117,22 +118,55 @@ def test_a_downstream_call_s_record_holds_the_application_s_callers(tracer):
     assert _agent_frames(sub.cause["exceptions"][0]) == []
 
 
-def test_a_long_lived_segment_remembers_a_bounded_number_of_exceptions(tracer):
-    t, _emitter = tracer
+def test_a_finished_entity_holds_no_exception(tracer):
+    """The exceptions recorded are the application's objects (holding its frames and locals):
+    nothing the agent keeps refers to them once they are recorded."""
+    t, emitter = tracer
+    boom = _raised(ValueError("boom"))
     with segment(t) as seg:
-        for i in range(entities.RECORDED_MAX + 5):
-            sub = t.begin_subsegment("call%d" % i)
-            sub.add_exception(_raised(ValueError(i)))
-            t.end_subsegment(sub)
-        assert len(seg.recorded) == entities.RECORDED_MAX
-
-
-def test_nothing_is_kept_when_nothing_fails(tracer):
-    t, _emitter = tracer
-    with segment(t) as seg:
-        sub = t.begin_subsegment("ok")
+        sub = t.begin_subsegment("call", "remote")
+        sub.add_exception(boom, remote=True)
         t.end_subsegment(sub)
-        assert getattr(seg, "recorded", None) is None
+        seg.add_exception(boom)
+    reached, todo = set(), [seg]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in reached or isinstance(obj, type):
+            continue
+        reached.add(id(obj))
+        assert not isinstance(obj, BaseException) and obj is not boom.__traceback__
+        if isinstance(obj, (dict, list, tuple, entities.Entity)):
+            todo.extend(gc.get_referents(obj))
+    assert doc_cause(emitter) == sub.cause["exceptions"][0]["id"]
+
+
+def doc_cause(emitter):
+    [doc] = emitter.documents
+    validate(doc)
+    return doc["cause"]
+
+
+def test_an_id_reused_by_another_exception_is_not_taken_for_it(tracer):
+    """``id()`` of a freed exception may be given to a new one: a record only counts when it
+    also names the same type and the frames the exception came through."""
+    t, emitter = tracer
+    first = _raised(ValueError("first"))
+    with segment(t) as seg:
+        sub = t.begin_subsegment("call", "remote")
+        sub.add_exception(first, remote=True)
+        t.end_subsegment(sub)
+        other = _raised_elsewhere(ValueError("other"))
+        sub.exc_id = id(other)  # as if ``other`` had been given ``first``'s address
+        seg.add_exception(other)
+    cause = doc_cause(emitter)
+    assert isinstance(cause, dict) and cause["exceptions"][0]["message"] == "other"
+
+
+def _raised_elsewhere(exc):
+    try:
+        raise exc
+    except Exception as caught:  # noqa: BLE001
+        return caught
 
 
 # -- through the instrumentation: a failed AWS call, a failed query, under the middleware -----

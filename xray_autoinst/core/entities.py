@@ -32,6 +32,7 @@ class Entity:
         "name", "id", "start_time", "end_time", "parent", "segment", "subsegments",
         "http", "aws", "sql", "annotations", "metadata", "error", "fault", "throttle",
         "cause", "emitted", "namespace",
+        "exc_id",  # id() of the exception recorded as ``cause``; set by add_exception only
     )
     sampled = True
 
@@ -86,25 +87,12 @@ class Entity:
         self.fault = True
         if self.cause is not None:
             return
-        seg = self.segment
-        known = getattr(seg, "recorded", None)
-        if known is not None:
-            entry = known.get(id(exc))
-            if entry is not None and entry[0] is exc and _below(entry[2], self):
-                self.cause = entry[1]
+        stack = _stack(exc, skip_frames, self.segment is not self)
+        if self.subsegments:
+            found = _recorded_below(self, id(exc), type(exc).__name__, stack)
+            if found is not None:
+                self.cause = found
                 return
-        tb = exc.__traceback__
-        stack = []
-        if tb is not None:
-            frames = _frames(tb)[skip_frames:]
-            if seg is not self:
-                # a downstream call's exception, caught by the agent's wrapper: the traceback
-                # starts there, and the application's calls that led to it are its callers
-                frames[:0] = _callers(tb.tb_frame)
-            # the application's frames only: the agent's own wrappers say nothing to the user
-            frames = [f for f in frames if _AGENT_DIR not in f[0]] or frames
-            for path, line, label in reversed(frames[-MAX_STACK:]):
-                stack.append({"path": path, "line": line, "label": label})
         record = {
             "id": ids.entity_id(),
             "message": clip(str(exc), MAX_MESSAGE),
@@ -114,8 +102,24 @@ class Entity:
         if remote:
             record["remote"] = True
         self.cause = {"working_directory": _cwd(), "exceptions": [record]}
-        if seg is not self:
-            _remember(seg, exc, record["id"], self)
+        self.exc_id = id(exc)
+
+
+def _stack(exc, skip_frames, callers):
+    """The recorded stack of ``exc``, most recent frame first, the application's frames only
+    (the agent's own wrappers say nothing to the user). With ``callers`` (a subsegment: a
+    downstream call's exception, caught by the agent's wrapper while it is being handled), the
+    frames above the one that caught it too: the traceback starts there, and the application's
+    calls that led to the failed call are its callers."""
+    tb = exc.__traceback__
+    if tb is None:
+        return []
+    frames = _frames(tb)[skip_frames:]
+    if callers:
+        frames[:0] = _callers(tb.tb_frame)
+    frames = [f for f in frames if _AGENT_DIR not in f[0]] or frames
+    return [{"path": path, "line": line, "label": label}
+            for path, line, label in reversed(frames[-MAX_STACK:])]
 
 
 def _frames(tb):
@@ -131,7 +135,7 @@ def _frames(tb):
 def _callers(catcher):
     """The frames above ``catcher`` (outermost first, at most MAX_STACK) when it is on this
     thread's stack, i.e. the exception is being handled now; else none."""
-    frame = sys._getframe(2)
+    frame = sys._getframe(3)
     while frame is not None and frame is not catcher:
         frame = frame.f_back
     if frame is None:
@@ -146,29 +150,29 @@ def _callers(catcher):
     return out
 
 
-RECORDED_MAX = 8  # exceptions a segment remembers (its recent ones: a process segment lives long)
+def _recorded_below(entity, key, type_name, stack):
+    """The id of the record a finished subsegment below ``entity`` made of the exception whose
+    ``id()`` is ``key``, most recent first; None if there is none.
 
-
-def _remember(seg, exc, record_id, entity) -> None:
-    """Note on ``seg`` that ``entity`` (one of its subsegments) recorded ``exc`` as
-    ``record_id``, keyed by identity: the map holds the exception, so its id is not reused
-    while the entry lives. Only failing calls pay for it."""
-    known = getattr(seg, "recorded", None)
-    if known is None:
-        known = seg.recorded = {}
-    elif len(known) >= RECORDED_MAX:
-        known.pop(next(iter(known)), None)
-    known[id(exc)] = (exc, record_id, entity)
-
-
-def _below(entity, ancestor) -> bool:
-    """``entity`` is one of ``ancestor``'s descendants."""
-    entity = entity.parent
-    while entity is not None:
-        if entity is ancestor:
-            return True
-        entity = entity.parent
-    return False
+    Nothing holds the exception (a finished entity keeps no application object alive), so its
+    ``id()`` may since have been reused by another one: the record must also name the same type
+    and the same frames -- the stack seen here, where the exception arrived, is the start of the
+    one recorded where it was caught first. Only an entity recording an exception pays for the
+    walk."""
+    for child in reversed(list(entity.subsegments or ())):
+        cause = child.cause
+        if type(cause) is dict and getattr(child, "exc_id", None) == key:
+            records = cause.get("exceptions")
+            if records and records[0].get("type") == type_name:
+                theirs = records[0].get("stack") or []
+                n = min(len(stack), len(theirs))
+                if stack[:n] == theirs[:n]:
+                    return records[0].get("id")
+        if child.subsegments:
+            found = _recorded_below(child, key, type_name, stack)
+            if found is not None:
+                return found
+    return None
 
 
 def _cwd():
@@ -180,7 +184,7 @@ def _cwd():
 
 class Segment(Entity):
     __slots__ = ("trace_id_", "parent_id", "lock", "origin", "user", "service", "lineage",
-                 "tracestate", "recorded")
+                 "tracestate")
 
     def __init__(self, name, trace_id, parent_id=None, start_time=None):
         Entity.__init__(self, name, start_time)
@@ -194,8 +198,6 @@ class Segment(Entity):
         self.service = None
         self.lineage = None
         self.tracestate = None  # W3C tracestate to pass on downstream
-        # ``recorded``, the exceptions its subsegments recorded (id(exc) -> (exc, record id,
-        # subsegment)), is set by the first one only: a request where nothing fails pays nothing
 
     @property
     def trace_id(self):
