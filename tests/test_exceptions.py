@@ -270,3 +270,37 @@ def test_under_the_asgi_middleware_too(tracer):
     [record] = query["cause"]["exceptions"]
     assert doc["cause"] == record["id"] and doc["fault"] is True
     assert doc["http"]["response"]["status"] == 500
+
+
+def test_an_application_subsegment_refers_to_the_call_it_holds(tracer):
+    """``with xray_autoinst.subsegment(...)`` around a failing query: the query's subsegment
+    records the exception, the block's and the request's refer to it."""
+    import xray_autoinst
+
+    _t, emitter = tracer
+    db_sqlite3.patch()
+    try:
+        def checkout():
+            conn = sqlite3.connect(":memory:")
+            try:
+                with xray_autoinst.subsegment("checkout"):
+                    conn.execute("SELECT * FROM missing")
+            finally:
+                conn.close()
+
+        def app(environ, start_response):
+            checkout()
+
+        with pytest.raises(sqlite3.OperationalError):
+            call(XRayMiddleware(app))
+    finally:
+        db_sqlite3.unpatch()
+    doc = emitter.documents[-1]
+    validate(doc)
+    [block] = [s for s in subs(doc) if s["name"] == "checkout"]
+    [query] = subs(block)
+    [record] = query["cause"]["exceptions"]
+    labels = [f["label"] for f in record["stack"]]
+    assert labels.index("checkout") < labels.index("app"), labels
+    assert block["cause"] == record["id"] and block["fault"] is True
+    assert doc["cause"] == record["id"]
