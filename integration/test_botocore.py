@@ -14,6 +14,7 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    start_traced,
     stop,
     validate,
     wait_http,
@@ -148,3 +149,56 @@ def test_trace_header_reaches_the_aws_endpoint(stack):
     assert [s["name"] for s in subs(first)] == ["connect"]
     assert [p["name"] for p in subs(subs(first)[0])] == ["dns", "dial"]
     assert "subsegments" not in second  # the pooled keep-alive connection
+
+
+FAILING_APP = textwrap.dedent('''
+    """A WSGI application that lets a failed AWS call's exception through (gunicorn: 500)."""
+    import os
+
+    import boto3
+
+    ddb = boto3.client("dynamodb", endpoint_url=os.environ["T_FAKE_AWS"])
+
+
+    def load_order():
+        return ddb.get_item(TableName="orders", Key={"id": {"S": "1"}})
+
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/order":
+            load_order()
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+''')
+
+
+def test_a_failed_call_the_application_lets_through_is_recorded_once(tmp_path):
+    """The call's subsegment records the exception (remote, the application's frames that led
+    to the call, none of the agent's); the request's segment refers to that record by id."""
+    (tmp_path / "failing_app.py").write_text(FAILING_APP)
+    fake, daemon = FakeAWS(), FakeDaemon()
+    proc = None
+    try:
+        proc, port = start_traced(
+            [str(BIN / "gunicorn"), "-b", "127.0.0.1:{port}", "-w", "1", "failing_app:app"],
+            daemon, tmp_path, T_FAKE_AWS=fake.url(), AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true")
+        fake.queue.append((400, {"__type": "ResourceNotFoundException", "message": "gone"}))
+        status, _headers, _body = http_get(port, "/order")
+        assert status == 500
+        [doc] = daemon.wait(1, timeout=20)
+    finally:
+        out = stop(proc) if proc is not None else ""
+        fake.close()
+        daemon.close()
+    validate(doc)
+    [sub] = subs(doc)
+    assert sub["name"] == "dynamodb" and sub["aws"]["operation"] == "GetItem"
+    [record] = sub["cause"]["exceptions"]
+    assert record["type"] == "ResourceNotFoundException" and record["remote"] is True
+    labels = [f["label"] for f in record["stack"]]
+    assert labels.index("load_order") < labels.index("app"), labels
+    assert not [f["path"] for f in record["stack"] if "xray_autoinst" in f["path"]], record
+    assert doc["fault"] is True and doc["http"]["response"]["status"] == 500
+    assert doc["cause"] == record["id"], (doc["cause"], out)

@@ -1,14 +1,13 @@
 """The shape every traced call shares, written once (sync and async): the library's module opens
 what is to be recorded (``state``, or None: the call runs untraced), the wrapped call runs
 exactly once outside any instrumentation ``try``, and ``close(state, result, exc)`` records the
-outcome. ``close`` never raises (each module guards it with its own failure logger, which
-honours the test switch), so the result or the exception the application sees is the wrapped
+outcome. ``close`` never raises (each module guards it with its reporter from ``_guard``,
+which honours the test switch), so the result or the exception the application sees is the wrapped
 call's own. The async variant awaits the call and stays a coroutine.
 """
 
 from __future__ import annotations
 
-from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 
@@ -73,7 +72,7 @@ def end_remote(sub, exc, fail, message=None) -> None:
         if exc is not None:
             if isinstance(exc, Exception):
                 sub.add_exception(exc, remote=True)
-                if message is not None:
+                if message is not None and isinstance(sub.cause, dict):  # not a reference
                     sub.cause["exceptions"][0]["message"] = message(exc)
             else:
                 sub.fault = True
@@ -105,16 +104,3 @@ def unpatch_targets(marked, targets) -> bool:
     marked._xray_autoinst_patched = False
     return True
 
-
-def failure_logger(area, message):
-    """The ``fail(what)`` of one instrumentation ``area``, called in an ``except`` block when the
-    instrumentation itself raised: ``message % what`` logged at most once a minute per
-    ``area-what`` (with the traceback), the exception re-raised only under the test switch
-    (XRAY_AUTOINST_RAISE)."""
-
-    def fail(what):
-        _log.limited(area + "-" + what, _log.WARNING, message, what, exc_info=True)
-        if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-            raise
-
-    return fail

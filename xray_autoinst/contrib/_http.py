@@ -25,6 +25,12 @@ The connection phases
 
 Inside a botocore call (an ``aws`` subsegment is current) no HTTP subsegment is made -- the
 AWS call is the node -- but the phases become children of the AWS subsegment.
+
+Why one module of ~530 lines: the exchange, the connection phases and the getaddrinfo hook are
+one job -- recording one request on a connection -- and share its per-connection state (the
+attributes kept on the connection object: a connect's phases wait there for the exchange that
+takes them). The phases (about 150 lines) are the part that could move out, with that hand-over
+as their interface.
 """
 
 from __future__ import annotations
@@ -32,18 +38,16 @@ from __future__ import annotations
 import contextvars
 import errno
 import functools
-import os
 import socket
 import threading
 import time
 
 from .. import config as _config
-from .. import log as _log
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment, clip
 from ..core.urls import clean_url, redact_query
-from . import _cpython
+from . import _cpython, _guard
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _TRACE_HEADER_LINE = b"\nx-amzn-trace-id:"
@@ -82,15 +86,9 @@ _recording: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_conne
 state = {"exchanges": False}
 
 
-def fail(what: str) -> None:
-    """Instrumentation bookkeeping failed: log at most once a minute; the call is unaffected."""
-    _log.limited(
-        "http-" + what, _log.WARNING,
-        "xray-autoinst outbound HTTP instrumentation failed (%s); the call is unaffected", what,
-        exc_info=True,
-    )
-    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-        raise
+# instrumentation bookkeeping failed: logged at most once a minute; the call is unaffected
+fail = _guard.reporter(
+    "http", "xray-autoinst outbound HTTP instrumentation failed (%s); the call is unaffected")
 
 
 _LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "localhost.localdomain"))
@@ -367,17 +365,9 @@ def send_failed(conn, exc) -> None:
     end_exchange(conn, exc=exc)
 
 
-_AGENT_PATH = os.sep + "xray_autoinst" + os.sep
-
-
 def record_exception(sub, exc, remote=True) -> None:
-    """``fault`` and ``cause`` on ``sub``, without the agent's own frames in the stack."""
+    """``fault`` and ``cause`` on ``sub`` (``add_exception`` leaves the agent's frames out)."""
     sub.add_exception(exc, remote=remote)
-    try:
-        for record in sub.cause["exceptions"]:
-            record["stack"] = [f for f in record["stack"] if _AGENT_PATH not in f["path"]]
-    except (KeyError, TypeError):
-        pass
 
 
 def has_exchange(conn) -> bool:

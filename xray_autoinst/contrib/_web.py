@@ -8,7 +8,7 @@ import sys
 
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
-from . import _calls
+from . import _guard
 
 # the annotation users filter and group by: annotation.http_route = "/items/{item_id}"
 ROUTE_KEY = "http_route"
@@ -20,13 +20,9 @@ FRAMEWORKS = frozenset((
 ))
 
 
-def failure(component):
-    """The one guard's report for a part of the web layer (``_calls.failure_logger``)."""
-    return _calls.failure_logger(
-        component, "xray-autoinst " + component + " failed (%s); the request is unaffected")
-
-
-_fail = failure("web instrumentation")
+# the reporter of the framework and server integrations (``_web._fail("flask-route")``)
+_fail = _guard.reporter(
+    "web", "xray-autoinst web instrumentation failed (%s); the request is unaffected")
 
 
 class AppWrapper:

@@ -20,20 +20,15 @@ import threading
 
 from .. import log as _log
 from ..core import tracer as _tracer_mod
+from . import _guard
 
 _current = _tracer_mod.current_entity
 _lock = threading.Lock()
 units: dict = {}  # open units: segment (or UnsampledSegment) -> Unit
 
 
-def fail(what: str) -> None:
-    _log.limited(
-        "work-" + what, _log.WARNING,
-        "xray-autoinst message instrumentation failed (%s); the application is unaffected",
-        what, exc_info=True,
-    )
-    if getattr(getattr(_tracer_mod.tracer, "config", None), "reraise", False):
-        raise
+fail = _guard.reporter(
+    "work", "xray-autoinst message instrumentation failed (%s); the application is unaffected")
 
 
 class Unit:

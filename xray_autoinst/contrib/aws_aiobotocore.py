@@ -13,7 +13,7 @@ so concurrent calls of concurrent requests on one loop each land under their own
 from __future__ import annotations
 
 from ..core import wrapping
-from . import _calls, _http, aws_botocore
+from . import _calls, _guard, _http, aws_botocore
 
 # aws_botocore's helpers are looked up on each call (not bound here): what that module records
 # (and any service it learns to handle) is what aiobotocore calls record
@@ -27,8 +27,8 @@ def get_version():
     return aiobotocore.__version__
 
 
-def _fail(what):
-    _http.fail("aiobotocore-" + what)
+_fail = _guard.reporter(
+    "aiobotocore", "xray-autoinst AWS SDK instrumentation failed (%s); the call is unaffected")
 
 
 def _close(sub, result, exc) -> None:

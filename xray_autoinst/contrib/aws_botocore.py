@@ -21,7 +21,7 @@ import threading
 
 from ..core import tracer as _tracer_mod
 from ..core.entities import clip
-from . import _calls, _http
+from . import _calls, _guard, _http
 
 _current = _tracer_mod.current_entity
 _EVENTS_MARK = "_xray_autoinst_events"
@@ -79,8 +79,8 @@ def get_version():
     return botocore.__version__
 
 
-def _fail(what):
-    _http.fail("botocore-" + what)
+_fail = _guard.reporter(
+    "botocore", "xray-autoinst AWS SDK instrumentation failed (%s); the call is unaffected")
 
 
 def _inject_header(request=None, **_kwargs):

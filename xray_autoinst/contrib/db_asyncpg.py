@@ -35,7 +35,7 @@ from . import _calls, _sql
 
 _recording = _sql.recording
 _begin = _sql.begin
-_fail = _sql.fail
+_close_with_error = _sql.close_with_error
 # set while asyncpg runs statements of its own (pool reset, transaction control)
 _quiet: contextvars.ContextVar = contextvars.ContextVar("xray_autoinst_asyncpg_quiet",
                                                         default=False)
@@ -181,7 +181,7 @@ def _failed_prepare(conn, args, kwargs, started, exc):
         sub = _start(conn, _sql.first_arg(args, kwargs, "query"))
         if sub is not None:
             sub.start_time = started
-            _fail(sub, exc)
+            _close_with_error(sub, exc)
     except Exception:  # noqa: BLE001
         _sql.fail_internal("asyncpg")
 

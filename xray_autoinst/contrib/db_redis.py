@@ -22,7 +22,7 @@ import re
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
 from ..core.entities import Subsegment
-from . import _calls
+from . import _calls, _guard
 
 tracer = _tracer_mod.tracer
 _get = _tracer_mod.current_entity.get
@@ -139,7 +139,7 @@ def _describe(pool) -> ServerInfo:
 
 
 # -- per call --------------------------------------------------------------------------------
-fail_internal = _calls.failure_logger(
+fail_internal = _guard.reporter(
     "redis", "xray-autoinst Redis instrumentation failed (%s); the command is unaffected")
 
 

@@ -26,8 +26,8 @@ The agent never sends a segment of its own for the function (it would be a dupli
 from __future__ import annotations
 
 from .. import config as _config
-from .. import log as _log
 from ..core import wrapping
+from . import _guard
 
 MARKER = "_xray_autoinst_patched"
 _state = {"cold": True, "inv": None}  # one invocation at a time per process
@@ -71,18 +71,8 @@ def _client_class():
     return getattr(mod, "BaseLambdaRuntimeClient", None) or mod.LambdaRuntimeClient
 
 
-def _fail(what):
-    _log.limited("lambda-" + what, _log.WARNING,
-                 "lambda instrumentation failed (%s); the invocation is unaffected", what,
-                 exc_info=True)
-    try:
-        from ..core.tracer import get_tracer
-
-        reraise = get_tracer().config.reraise
-    except Exception:  # noqa: BLE001
-        reraise = False
-    if reraise:
-        raise
+_fail = _guard.reporter(
+    "lambda", "xray-autoinst Lambda instrumentation failed (%s); the invocation is unaffected")
 
 
 def _invoke_id(args, kwargs):

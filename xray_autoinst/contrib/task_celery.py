@@ -32,7 +32,7 @@ import contextvars
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.entities import clean_name, clip
-from . import _calls
+from . import _calls, _guard
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 _UID = "xray-autoinst"
@@ -51,7 +51,7 @@ def get_version():
     return celery.__version__
 
 
-_fail = _calls.failure_logger(
+_fail = _guard.reporter(
     "celery", "xray-autoinst Celery instrumentation failed (%s); the task is unaffected")
 
 

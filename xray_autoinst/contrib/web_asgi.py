@@ -27,7 +27,7 @@ from ..core import tracer as _tracer_mod
 from ..core.entities import clip
 from ..core.urls import redact_query
 from ..core.wrapping import hide_frames
-from . import _web
+from . import _guard, _web
 
 _parse = _header.parse
 _current = _tracer_mod.current_entity
@@ -39,7 +39,8 @@ def get_version():
     return ""
 
 
-_fail = _web.failure("ASGI middleware")
+_fail = _guard.reporter(
+    "asgi", "xray-autoinst ASGI middleware failed (%s); the request is unaffected")
 
 
 class XRayMiddleware(_web.AppWrapper):

@@ -13,7 +13,7 @@ from ..core import tracer as _tracer_mod
 from ..core.entities import clip
 from ..core.urls import redact_query
 from ..core.wrapping import hide_frames
-from . import _web
+from . import _guard, _web
 
 _parse = _header.parse
 
@@ -22,7 +22,8 @@ def get_version():
     return ""
 
 
-_fail = _web.failure("WSGI middleware")
+_fail = _guard.reporter(
+    "wsgi", "xray-autoinst WSGI middleware failed (%s); the request is unaffected")
 
 
 class _ClosingResponse:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
-import traceback
 
 from .. import config as _config
 from . import ids
@@ -32,6 +32,7 @@ class Entity:
         "name", "id", "start_time", "end_time", "parent", "segment", "subsegments",
         "http", "aws", "sql", "annotations", "metadata", "error", "fault", "throttle",
         "cause", "emitted", "namespace",
+        "exc_id",  # id() of the exception recorded as ``cause``; set by add_exception only
     )
     sampled = True
 
@@ -78,18 +79,20 @@ class Entity:
             self.error = True
 
     def add_exception(self, exc, remote=False, skip_frames=0):
-        """Record ``exc`` as this entity's cause and mark it a fault."""
+        """Record ``exc`` as this entity's cause and mark it a fault.
+
+        An exception is recorded once: when a subsegment below this entity already recorded
+        this very exception (it propagated up from a downstream call), this entity's ``cause``
+        is that record's id, as X-Ray allows, rather than a second copy under a new id."""
         self.fault = True
         if self.cause is not None:
             return
-        tb = exc.__traceback__
-        stack = []
-        if tb is not None:
-            frames = traceback.extract_tb(tb)[skip_frames:]
-            # the application's frames only: the agent's own wrappers say nothing to the user
-            frames = [fs for fs in frames if _AGENT_DIR not in fs.filename] or frames
-            for fs in reversed(frames[-MAX_STACK:]):
-                stack.append({"path": fs.filename, "line": fs.lineno, "label": fs.name})
+        stack = _stack(exc, skip_frames, self.segment is not self)
+        if self.subsegments:
+            found = _recorded_below(self, id(exc), type(exc).__name__, stack)
+            if found is not None:
+                self.cause = found
+                return
         record = {
             "id": ids.entity_id(),
             "message": clip(str(exc), MAX_MESSAGE),
@@ -99,6 +102,77 @@ class Entity:
         if remote:
             record["remote"] = True
         self.cause = {"working_directory": _cwd(), "exceptions": [record]}
+        self.exc_id = id(exc)
+
+
+def _stack(exc, skip_frames, callers):
+    """The recorded stack of ``exc``, most recent frame first, the application's frames only
+    (the agent's own wrappers say nothing to the user). With ``callers`` (a subsegment: a
+    downstream call's exception, caught by the agent's wrapper while it is being handled), the
+    frames above the one that caught it too: the traceback starts there, and the application's
+    calls that led to the failed call are its callers."""
+    tb = exc.__traceback__
+    if tb is None:
+        return []
+    frames = _frames(tb)[skip_frames:]
+    if callers:
+        frames[:0] = _callers(tb.tb_frame)
+    frames = [f for f in frames if _AGENT_DIR not in f[0]] or frames
+    return [{"path": path, "line": line, "label": label}
+            for path, line, label in reversed(frames[-MAX_STACK:])]
+
+
+def _frames(tb):
+    """(path, line, function) of each entry of a traceback, outermost first."""
+    out = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append((code.co_filename, tb.tb_lineno or 0, code.co_name))
+        tb = tb.tb_next
+    return out
+
+
+def _callers(catcher):
+    """The frames above ``catcher`` (outermost first, at most MAX_STACK) when it is on this
+    thread's stack, i.e. the exception is being handled now; else none."""
+    frame = sys._getframe(3)
+    while frame is not None and frame is not catcher:
+        frame = frame.f_back
+    if frame is None:
+        return []
+    out = []
+    frame = catcher.f_back
+    while frame is not None and len(out) < MAX_STACK:
+        code = frame.f_code
+        out.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    out.reverse()
+    return out
+
+
+def _recorded_below(entity, key, type_name, stack):
+    """The id of the record a finished subsegment below ``entity`` made of the exception whose
+    ``id()`` is ``key``, most recent first; None if there is none.
+
+    Nothing holds the exception (a finished entity keeps no application object alive), so its
+    ``id()`` may since have been reused by another one: the record must also name the same type
+    and the same frames -- the stack seen here, where the exception arrived, is the start of the
+    one recorded where it was caught first. Only an entity recording an exception pays for the
+    walk."""
+    for child in reversed(list(entity.subsegments or ())):
+        cause = child.cause
+        if type(cause) is dict and getattr(child, "exc_id", None) == key:
+            records = cause.get("exceptions")
+            if records and records[0].get("type") == type_name:
+                theirs = records[0].get("stack") or []
+                n = min(len(stack), len(theirs))
+                if stack[:n] == theirs[:n]:
+                    return records[0].get("id")
+        if child.subsegments:
+            found = _recorded_below(child, key, type_name, stack)
+            if found is not None:
+                return found
+    return None
 
 
 def _cwd():

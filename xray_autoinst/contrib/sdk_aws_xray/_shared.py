@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from ... import log as _log
 from ...core import tracer as _tracer_mod
-from .. import _calls
+from .. import _guard
 
 current = _tracer_mod.current_entity
 get_current = current.get
 set_current = current.set
 
-fail = _calls.failure_logger(
+fail = _guard.reporter(
     "sdk", "xray-autoinst aws-xray-sdk bridge failed (%s); the application is unaffected")
 
 
