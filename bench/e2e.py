@@ -108,7 +108,9 @@ _OTEL = (("OTEL_SERVICE_NAME", "bench"), ("OTEL_PROPAGATORS", "xray"),
          ("OTEL_PYTHON_ID_GENERATOR", "xray"), ("OTEL_TRACES_EXPORTER", "none"),
          ("OTEL_METRICS_EXPORTER", "none"), ("OTEL_LOGS_EXPORTER", "none"))
 _DD = (("DD_SERVICE", "bench"), ("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "false"),
-       ("DD_REMOTE_CONFIGURATION_ENABLED", "false"), ("DD_TRACE_STARTUP_LOGS", "false"))
+       ("DD_REMOTE_CONFIGURATION_ENABLED", "false"), ("DD_TRACE_STARTUP_LOGS", "false"),
+       # a sampling rule is rate limited to 100 traces/s by default: "all" means all
+       ("DD_TRACE_RATE_LIMIT", "100000"))
 
 OURS = [
     _bare("xray-autoinst"),
