@@ -225,7 +225,11 @@ def one_run(venv, variant, seconds, warmup=200, server="gunicorn") -> dict:
                                 stderr=errors, text=True)
         try:
             _wait(port, proc, errors)
+            # the first worker answers while the second may still be importing the tracer:
+            # that CPU must not count as the requests' (nor compete with them on the core)
+            _settle(proc.pid)
             _warm(port, warmup)
+            _settle(proc.pid)
             cpu0 = tree_cpu(proc.pid)
             res = load(port, seconds)
             cpu1 = tree_cpu(proc.pid)
@@ -245,6 +249,19 @@ def one_run(venv, variant, seconds, warmup=200, server="gunicorn") -> dict:
     if err.strip():
         res["stderr"] = err.strip()[-1000:]
     return res
+
+
+def _settle(pid, window=0.5, idle=0.05, timeout=30.0) -> None:
+    """Wait until the server's processes, left alone, use at most ``idle`` of a core over
+    ``window`` seconds (their start-up is over), for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    before = tree_cpu(pid)
+    while before is not None and time.monotonic() < deadline:
+        time.sleep(window)
+        after = tree_cpu(pid)
+        if after is None or after - before <= idle * window:
+            return
+        before = after
 
 
 def closed_tcp_port() -> int:
