@@ -375,6 +375,15 @@ def targets(sec) -> list:
         add(f"ASGI sampled: OpenTelemetry's overhead >= 5x ours ({clock})",
             mine and otel and mine[key]["median"] > 0
             and otel[key]["median"] / mine[key]["median"] or None, lambda v: v >= 5, "x")
+    rows = {r["variant"]: r for r in sec.get("e2e", {}).get("rows", [])}
+    for variant, limit, cpu in (("xray-run", 0.92, 20.0), ("xray-run, unsampled", 0.97, 5.0)):
+        r = rows.get(variant)
+        add(f"gunicorn under {variant}: requests/s >= {limit:g} x bare",
+            r and "ratio" in r and r["ratio"]["median"], lambda v, lim=limit: v >= lim, "x bare")
+        add(f"gunicorn under {variant}: server CPU <= +{cpu:g} µs per request",
+            r["cpu_added_us_per_request"]["median"]
+            if r and r.get("cpu_added_us_per_request") else None,
+            lambda v, lim=cpu: v <= lim, "µs")
     rows = {r["variant"]: r for r in sec.get("e2e_asgi", {}).get("rows", [])}
     for variant, limit in (("xray-run", 0.9), ("xray-run, unsampled", 0.97)):
         r = rows.get(variant)
