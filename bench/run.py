@@ -237,6 +237,7 @@ def render(results) -> str:
                          "%.3f" % r["ratio"]["median"] if "ratio" in r else "-",
                          med(r.get("added_us_per_request"), 0, True),
                          fmt(r.get("server_cpu_us_per_request"), 0),
+                         med(r.get("cpu_added_us_per_request"), 0, True),
                          "%.3f" % r["cpu_capacity_ratio"]["median"]
                          if r.get("cpu_capacity_ratio") else "-",
                          med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
@@ -253,11 +254,15 @@ def render(results) -> str:
             f"server and load generator pinned apart: {data['pinned']}\n\n"
             + table(["variant", "requests/s", "ratio to bare",
                      "µs added per request (1/rate, one server core)",
-                     "server CPU µs per request", "capacity ratio (bare CPU ÷ CPU)",
+                     "server CPU µs per request", "server CPU µs added per request",
+                     "capacity ratio (bare CPU ÷ CPU)",
                      "p50 ms", "p99 ms", "documents received per request"], rows)
-            + "\n\nThe capacity ratio is the rate a saturated server would keep relative to "
-              "bare, from its CPU per request; the requests/s ratio is the load generator's "
-              "when it cannot saturate the server.")
+            + "\n\nEach tracer is compared with the bare server of its own virtualenv, round "
+              "by round. The capacity ratio is the rate a saturated server would keep relative "
+              "to bare, from its CPU per request; the requests/s ratio is the load generator's "
+              "when it cannot saturate the server."
+            + (" " + E2E_SETUP if any(r.get("virtualenv", "xray-autoinst") != "xray-autoinst"
+                                      for r in data["rows"]) else ""))
     for name, data in sec.items():
         if isinstance(data, dict) and "error" in data and name not in (
                 "daemon", "outbound_http", "sql", *EXTERNAL):
@@ -271,6 +276,19 @@ def render(results) -> str:
         parts.append("### Targets (reported, not asserted)\n\n"
                      + table(["target", "measured", "verdict"], rows))
     return "\n\n".join(parts) + "\n"
+
+
+E2E_SETUP = (
+    "`xray-run` serves the plain app (its gunicorn/uvicorn hooks trace it), documents to the "
+    "UDP sink. aws-xray-sdk: `patch_all()` and a minimal WSGI middleware on `xray_recorder` "
+    "(the SDK has none for plain WSGI, and nothing for ASGI: not run under uvicorn), "
+    "`LocalSampler` rules rate 1 / 0, documents to the UDP sink. OpenTelemetry: "
+    "`opentelemetry-instrument` with the X-Ray id generator and propagator, sampler "
+    "`always_on` / `always_off`, its WSGI/ASGI middleware around the app (it instruments no "
+    "plain app by itself) and a batch span processor whose exporter drops the spans (no "
+    "encoding or sending: a lower bound). ddtrace: `ddtrace-run`, its WSGI/ASGI middleware "
+    "around the app, `DD_TRACE_SAMPLING_RULES` rate 1 / 0, agent URL a closed TCP port, "
+    "telemetry and remote configuration off.")
 
 
 def _times_ours(row, ours) -> str:
@@ -357,6 +375,15 @@ def targets(sec) -> list:
         add(f"ASGI sampled: OpenTelemetry's overhead >= 5x ours ({clock})",
             mine and otel and mine[key]["median"] > 0
             and otel[key]["median"] / mine[key]["median"] or None, lambda v: v >= 5, "x")
+    rows = {r["variant"]: r for r in sec.get("e2e", {}).get("rows", [])}
+    for variant, limit, cpu in (("xray-run", 0.92, 20.0), ("xray-run, unsampled", 0.97, 5.0)):
+        r = rows.get(variant)
+        add(f"gunicorn under {variant}: requests/s >= {limit:g} x bare",
+            r and "ratio" in r and r["ratio"]["median"], lambda v, lim=limit: v >= lim, "x bare")
+        add(f"gunicorn under {variant}: server CPU <= +{cpu:g} µs per request",
+            r["cpu_added_us_per_request"]["median"]
+            if r and r.get("cpu_added_us_per_request") else None,
+            lambda v, lim=cpu: v <= lim, "µs")
     rows = {r["variant"]: r for r in sec.get("e2e_asgi", {}).get("rows", [])}
     for variant, limit in (("xray-run", 0.9), ("xray-run, unsampled", 0.97)):
         r = rows.get(variant)
@@ -480,8 +507,8 @@ def main(argv=None) -> int:
     attempt("emission", lambda: emission.run(ours, log=log, **cfg["emission"]))
     for name in ("daemon", "outbound_http", "sql", *EXTERNAL):
         attempt(name, lambda name=name: external.run(name, args.quick, log))
-    attempt("e2e", lambda: e2e.run(ours, log=log, **cfg["e2e"]))
-    attempt("e2e_asgi", lambda: e2e.run_asgi(ours, log=log, **cfg["e2e"]))
+    attempt("e2e", lambda: e2e.run(envs, log=log, **cfg["e2e"]))
+    attempt("e2e_asgi", lambda: e2e.run_asgi(envs, log=log, **cfg["e2e"]))
 
     results["targets"] = targets(sec)
     results["meta"]["seconds"] = round(time.time() - started, 1)

@@ -12,6 +12,8 @@ import socket
 import sys
 
 HEADER = b'{"format": "json", "version": 1}\n'
+# aws-xray-sdk writes the same header without the spaces; the daemon takes either
+HEADERS = (HEADER, b'{"format":"json","version":1}\n')
 
 
 def main() -> int:
@@ -30,7 +32,7 @@ def main() -> int:
     sys.stdout.flush()
     buf = bytearray(70000)
     view = memoryview(buf)
-    n_header = len(HEADER)
+    (head, n_head), (compact, n_compact) = ((h, len(h)) for h in HEADERS)
     while not stopping:
         try:
             n = sock.recv_into(buf)
@@ -38,7 +40,7 @@ def main() -> int:
             break
         counts["datagrams"] += 1
         counts["bytes"] += n
-        if view[:n_header] != HEADER:
+        if view[:n_head] != head and view[:n_compact] != compact:
             counts["malformed"] += 1
     sys.stdout.write(json.dumps(counts) + "\n")
     sys.stdout.flush()
