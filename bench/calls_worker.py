@@ -13,6 +13,14 @@ Modes:
 - ``sdk``: aws-xray-sdk's ``patch([library])``, calls inside a segment of ``xray_recorder``
   (the SDK cannot unpatch: its bare baseline is the ``xray`` process of the same round).
 
+- ``count``: one state only (``variant``: ``bare``, ``traced`` with the finished segments
+  dropped -- the calling thread's work -- or ``encoded``, each segment also encoded into its
+  datagrams on the calling thread -- what the sender adds), ``calls`` calls after a warm-up,
+  for ``bench/percall.py --instructions`` to count under callgrind (the difference between
+  ``calls`` and 0 calls, so start-up and imports cancel out). Every variant runs its calls in
+  sampled segments, so the segments' own cost cancels too. http.client talks to an in-memory
+  socket there (client CPU only, no server whose work would be counted in another process).
+
 Calls run ``PER_SEGMENT`` to a segment (a request making that many calls). The cost of opening
 and ending the segments is measured in its own interleaved batches (the same segments, no
 calls) and subtracted, so a figure is the cost of one call and its subsegment. Figures per call,
@@ -259,8 +267,89 @@ def main(spec) -> dict:
             "integration": integration, "python": sys.version.split()[0]}
 
 
+# -- instruction counts ---------------------------------------------------------------------
+_CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+class _CannedSocket:
+    """A connected socket that swallows the request and answers a fixed response."""
+
+    def sendall(self, data):
+        pass
+
+    def makefile(self, mode):
+        import io
+
+        return io.BytesIO(_CANNED)
+
+    def settimeout(self, timeout):
+        pass
+
+    def close(self):
+        pass
+
+
+class _CountingEmitter:
+    """Drops finished segments, or encodes them into datagrams first (``encode``)."""
+
+    def __init__(self, encode):
+        self.encode = encode
+
+    def submit(self, entity):
+        if self.encode:
+            from xray_autoinst.core import encoder
+
+            for doc in encoder.documents(entity):
+                encoder.datagram(doc)
+
+    def send_document(self, doc):
+        return True
+
+    def flush(self, timeout=0):
+        pass
+
+
+def count(spec) -> None:
+    """The body callgrind counts (``count`` mode): no result is printed."""
+    from xray_autoinst import config
+    from xray_autoinst.core import tracer as tracer_mod
+
+    case, variant, calls = spec["case"], spec["variant"], spec["calls"]
+    __import__(CASES[case][0])
+    patch, unpatch, _b, _e, _f, _names = xray_setup(case)
+    tracer = tracer_mod.install(config.from_env({
+        "XRAY_SAMPLING": "local", "XRAY_SAMPLING_RULES": spec["rules"],
+        "XRAY_SERVICE_NAME": "bench"}), emitter=_CountingEmitter(variant == "encoded"))
+    (unpatch if variant == "bare" else patch)()
+    if case == "http.client":  # in memory: the client's own work only
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", 9, timeout=10)
+        conn.sock = _CannedSocket()
+
+        def call():
+            conn.request("GET", "/items/3?page=2")
+            conn.getresponse().read()
+
+        refill = None
+    else:
+        call, refill, _v = make_call(case, spec)
+    warm = 50 if case == "botocore" else 300
+    for n in (warm, calls):
+        if refill is not None:
+            refill(n)
+        for _ in range(n // PER_SEGMENT):
+            seg, token = tracer.begin_segment("bench")
+            for _ in range(PER_SEGMENT):
+                call()
+            tracer.end_segment(seg, token)
+
+
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
+    if spec["mode"] == "count":
+        count(spec)
+        sys.exit(0)
     try:
         result = main(spec)
     except NotAvailable as exc:

@@ -3,7 +3,16 @@
 Bare and this agent are measured in one process, batch by batch interleaved (the agent's
 integration applied and removed between batches); aws-xray-sdk, which cannot unpatch, in a
 process of its own, against the bare batches of the same round. Several rounds, processes in a
-rotating order."""
+rotating order.
+
+    python bench/percall.py --instructions [--calls N] [--cases sqlite3,psycopg,...]
+
+counts instructions per call instead (callgrind; deterministic, whatever else runs on the
+machine): each case bare, traced (the calling thread's work: segments dropped when they end)
+and encoded (the same with each segment also encoded into datagrams, as the sender does), in
+processes of their own under the interpreter running this script, with the agent installed
+in it.
+"""
 
 from __future__ import annotations
 
@@ -116,3 +125,70 @@ def run(venvs: dict, launcher_env: dict, modes, rounds: int, batches: int, targe
                     row["ratio"] = row["wall_us"]["median"] / bmed
                 rows.append(row)
     return {"rounds": rounds, "batches_per_round": batches, "rows": rows, "versions": versions}
+
+
+# -- instruction counts (callgrind) ------------------------------------------------------------
+VARIANTS = ("bare", "traced", "encoded")
+
+
+def instructions(python=sys.executable, cases=CASES, calls=1000, log=print) -> list:
+    """Instructions per call of each case and variant: a run with ``calls`` calls minus one
+    with none, divided by ``calls`` (botocore: a tenth of them)."""
+    import json
+    import re
+    import shutil
+
+    if not shutil.which("valgrind"):
+        raise RuntimeError("valgrind is not installed")
+    # the tracer configured from this environment first (as xray_setup does), then with the
+    # counting emitter: local sampling, no daemon, nothing polled in the background
+    env = worker_env({"PYTHONHASHSEED": "0", "XRAY_SAMPLING": "local",
+                      "XRAY_SAMPLING_RULES": RULES_SAMPLED, "XRAY_SERVICE_NAME": "bench",
+                      "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{closed_udp_port()}"})
+
+    def counted(spec):
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+             os.path.join(HERE, "calls_worker.py"), json.dumps(spec)],
+            capture_output=True, text=True, env=env, timeout=1800)
+        found = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or not found:
+            raise RuntimeError(proc.stderr[-2000:])
+        return int(found.group(1))
+
+    rows = []
+    for case in cases:
+        if case == "psycopg" and _reachable(PG):
+            log("  instructions, psycopg: " + _reachable(PG))
+            continue
+        n = calls // 10 if case == "botocore" else calls
+        row = {"case": case, "calls": n}
+        for variant in VARIANTS:
+            spec = {"mode": "count", "case": case, "variant": variant, "dsn": DSN,
+                    "rules": RULES_SAMPLED}
+            row[variant] = (counted(dict(spec, calls=n)) - counted(dict(spec, calls=0))) / n
+        log(f"  instructions, {case}: bare {row['bare']:.0f}, traced "
+            f"+{row['traced'] - row['bare']:.0f}, encoded +{row['encoded'] - row['bare']:.0f}")
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="per-call instruction counts (callgrind)")
+    p.add_argument("--instructions", action="store_true", required=True)
+    p.add_argument("--calls", type=int, default=1000)
+    p.add_argument("--cases", default=",".join(CASES))
+    args = p.parse_args(argv)
+    rows = instructions(cases=[c for c in args.cases.split(",") if c], calls=args.calls)
+    print("| call | bare | traced: calling thread | traced + encoding (sender) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        b = r["bare"]
+        print(f"| {r['case']} | {b:,.0f} | +{r['traced'] - b:,.0f} | +{r['encoded'] - b:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -247,3 +247,20 @@ def test_the_header_handler_never_raises_into_botocore(patched, fake, monkeypatc
         current_entity.reset(token)
     [sub] = subs(only_doc(emitter))
     assert sub["http"]["response"]["status"] == 200
+
+
+def test_make_api_call_called_with_keywords_is_traced(tracer, patched, fake):
+    """The replacement of ``_make_api_call`` takes what the original takes, keywords too."""
+    t, emitter = tracer
+    fake.queue += [(200, {"Item": {"id": {"S": "1"}}})] * 2
+    ddb = client("dynamodb", fake.url())
+    with segment(t):
+        out = ddb._make_api_call(operation_name="GetItem",
+                                 api_params={"TableName": "t", "Key": {"id": {"S": "1"}}})
+        ddb.get_item(TableName="t", Key={"id": {"S": "1"}})
+    assert out["Item"] == {"id": {"S": "1"}}
+    doc = only_doc(emitter)
+    validate(doc)
+    assert [(s["name"], s["namespace"], s["aws"]["operation"], s["aws"]["table_name"],
+             s["aws"]["region"]) for s in subs(doc)] == [
+        ("dynamodb", "aws", "GetItem", "t", ddb.meta.region_name)] * 2

@@ -287,3 +287,20 @@ def test_same_results_with_and_without_the_agent(tracer):
     assert traced == bare
     assert len(sql_subsegments(emitter)) > 20
     assert_no_secret(emitter, PASSWORD)
+
+
+def test_pool_ping_not_recorded_outside_a_request_either(tracer):
+    """psycopg_pool's empty check_connection statement is no subsegment, also where calls
+    outside any request are recorded (XRAY_CONTEXT_MISSING=call)."""
+    from xray_testing import install_tracer
+
+    _t, emitter = install_tracer({"XRAY_CONTEXT_MISSING": "call"})
+    db_psycopg.patch()
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute("")
+            conn.execute("SELECT 1")
+    finally:
+        db_psycopg.unpatch()
+    [doc] = emitter.documents
+    assert [s["sql"]["sanitized_query"] for s in doc["subsegments"]] == ["SELECT ?"]

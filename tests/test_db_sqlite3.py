@@ -304,3 +304,26 @@ def test_same_results_with_and_without_the_agent(tracer, tmp_path):
         db_sqlite3.unpatch()
     assert traced == bare
     assert len(sql_subsegments(emitter)) > 30  # and it was traced
+
+
+def test_a_repeated_statement_shares_its_sql_fields_encoded_once(traced, monkeypatch):
+    """The subsegments of one statement on one connection share their ``sql`` fields, whose
+    JSON text the encoder makes once (the sender's work per statement)."""
+    from xray_autoinst.core import encoder
+
+    t, emitter = traced
+    dumped = []
+    real = encoder._dump
+    monkeypatch.setattr(encoder, "_dump", lambda value: dumped.append(value) or real(value))
+    with request_segment(t) as seg:
+        conn = sqlite3.connect(":memory:")
+        for _ in range(3):
+            conn.execute("SELECT 1")
+        first = seg.subsegments[0].sql
+        assert len(seg.subsegments) == 3 and all(s.sql is first for s in seg.subsegments)
+        conn.close()
+    subs = sql_subsegments(emitter)
+    assert [s["sql"] for s in subs] == [subs[0]["sql"]] * 3
+    assert subs[0]["sql"]["sanitized_query"] == "SELECT ?"
+    assert subs[0]["sql"]["url"] == "sqlite://:memory:"
+    assert len([v for v in dumped if isinstance(v, dict) and "sanitized_query" in v]) == 1

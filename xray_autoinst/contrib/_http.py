@@ -43,6 +43,7 @@ import threading
 import time
 
 from .. import config as _config
+from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core import wrapping
 from ..core.entities import Subsegment, clip
@@ -217,7 +218,7 @@ def begin_exchange(conn) -> None:
     pending = conn._xray_autoinst_phases
     if stale is not None or pending is not None:
         conn._xray_autoinst_sub = conn._xray_autoinst_phases = None
-    tracer = get_tracer()
+    tracer = _tracer_mod.tracer if _tracer_mod._configured else get_tracer()
     if stale is not None:  # the previous exchange was abandoned without a response
         tracer.end_subsegment(stale)
     if not tracer.enabled:
@@ -238,7 +239,10 @@ def begin_exchange(conn) -> None:
         if tracer.use_w3c and _TRACEPARENT_LINE not in written:
             _inject_w3c(conn, tracer, cur)
         return
-    server = _server(conn, tracer)
+    cfg = tracer.config
+    server = conn._xray_autoinst_origin  # _server's cache, checked here (one call less)
+    if server is None or server[4] is not cfg or server[0] != getattr(conn, _TUNNEL_HOST, None):
+        server = _server(conn, tracer)
     if server[3] or conn._xray_autoinst_internal or internal.get() or (
             cur is None and getattr(threading.current_thread(), INTERNAL, False)):
         return  # the agent's own traffic (see is_agent_traffic)
@@ -246,7 +250,6 @@ def begin_exchange(conn) -> None:
     method = getattr(conn, _METHOD, None)
     if not buf or not isinstance(method, str):
         return  # no request line: not a request being written by putrequest
-    cfg = tracer.config
     key = (server[2], buf[0])  # the request line: b"METHOD target HTTP/1.1"
     if _requests[0] is not cfg:  # another configuration (tests): start afresh
         _requests[1] = {}
@@ -271,16 +274,22 @@ def begin_exchange(conn) -> None:
         sub.start_time = pending.start
         attach_phases(tracer, sub, pending, None)
     conn._xray_autoinst_sub = sub
-    # the trace header (as _inject, inlined: this runs on every request)
+    # the trace headers (as _inject and _inject_w3c with tracer.outgoing_header and
+    # w3c_headers, inlined: this runs on every request; the formats stay in core.header)
     written = b"\n".join(buf).lower()
+    direct = getattr(conn, _STATE, None) == _REQ_STARTED  # append what putheader would
+    seg = sub.segment
     if tracer.use_w3c and _TRACEPARENT_LINE not in written:
-        _inject_w3c(conn, tracer, sub)
-    if _TRACE_HEADER_LINE in written:
-        return  # set by the caller
-    value = tracer.outgoing_header(sub)
-    if value is None:
-        return  # the xray propagator is off
-    if getattr(conn, _STATE, None) == _REQ_STARTED:
+        value = None if seg.tracestate or not direct else _header.format_traceparent(
+            seg.trace_id_, sub.id, True)
+        if value is None:
+            _inject_w3c(conn, tracer, sub)
+        else:
+            buf.append(b"traceparent: " + value.encode("ascii"))
+    if _TRACE_HEADER_LINE in written or not tracer.use_xray:
+        return  # set by the caller, or the xray propagator is off
+    value = _header.format(seg.trace_id_, sub.id, True, seg.lineage)
+    if direct:
         buf.append(_TRACE_HEADER_PREFIX + value.encode("ascii"))
     else:
         conn.putheader(TRACE_HEADER, value)
@@ -339,7 +348,7 @@ def end_exchange(conn, response=None, exc=None) -> None:
         else:
             record_exception(sub, exc)
     finally:
-        get_tracer().end_subsegment(sub)
+        (_tracer_mod.tracer if _tracer_mod._configured else get_tracer()).end_subsegment(sub)
 
 
 def record_response(sub, status, length=None) -> None:

@@ -42,6 +42,7 @@ import re
 
 from ..config import clean_name
 from ..core import tracer as _tracer_mod
+from ..core.encoder import Fields
 from ..core.entities import Subsegment, clip
 from . import _calls, _guard
 
@@ -266,7 +267,7 @@ class ConnInfo:
             sql = self.statements.get(key)
             if sql is not None:
                 return sql
-        sql = self.base.copy()
+        sql = Fields(self.base)
         sql["preparation"] = preparation
         if cfg.sql_queries != "off":
             text = query if type(query) is str else query_text(query, context)
@@ -436,6 +437,7 @@ def _python_version():
 # -- per call --------------------------------------------------------------------------------
 tracer = _tracer_mod.tracer
 _get = _tracer_mod.current_entity.get
+_set = _tracer_mod.current_entity.set
 
 
 def tracer_ready():
@@ -483,22 +485,61 @@ def close_with_error(sub, exc) -> None:
     close(sub, None, exc)
 
 
-def _open(lib, conn, info_of, args, kwargs, names, preparation, context):
+def _open(lib, conn, info_of, args, kwargs, names, preparation, context, ping=None):
     try:
         query = args[0] if args else first_arg(args, kwargs, *names)
+        if ping is not None and query == ping:
+            return None
         return begin(info_of(conn), query, preparation, context)
     except Exception:  # noqa: BLE001
         fail_internal(lib)
         return None
 
 
-def run(lib, conn, info_of, method, args, kwargs, preparation, names, context=None):
+def run(lib, conn, info_of, method, args, kwargs, preparation, names, context=None,
+        ping=None):
     """Trace one statement run by ``method`` (a bound method of the real driver object): the
-    wrapped call happens exactly once, outside the instrumentation's own ``try``."""
-    if not recording():
+    wrapped call happens exactly once, outside the instrumentation's own ``try``. ``ping``: a
+    query text that is not recorded (psycopg_pool's empty ``check_connection`` statement).
+
+    Under a sampled parent (the common case) this is ``recording`` + ``begin`` +
+    ``_calls.call`` + ``close`` written out in one frame, the subsegment ended by
+    ``end_subsegment`` directly on success (an exception goes to ``close``, as through
+    ``_calls.call``): the calling thread's cost of a statement is mostly Python frames."""
+    parent = _get()
+    if parent is None:  # outside any request: XRAY_CONTEXT_MISSING decides
+        if not recording():
+            return method(*args, **kwargs)
+        sub = _open(lib, conn, info_of, args, kwargs, names, preparation, context, ping)
+        return _calls.call(sub, close, method, args, kwargs)
+    if not parent.sampled or (parent.sql is not None and type(parent) is Subsegment):
+        return method(*args, **kwargs)  # unsampled, or nested in a statement recorded
+    sub = None
+    try:
+        query = args[0] if args else first_arg(args, kwargs, *names)
+        if ping is None or query != ping:
+            info = info_of(conn)
+            sub = Subsegment(info.name, parent, "remote")
+    except Exception:  # noqa: BLE001
+        fail_internal(lib)
+    if sub is None:
         return method(*args, **kwargs)
-    sub = _open(lib, conn, info_of, args, kwargs, names, preparation, context)
-    return _calls.call(sub, close, method, args, kwargs)
+    try:
+        sub.sql = info.sql(query, preparation, context)
+    except Exception:  # noqa: BLE001
+        sub.sql = {"preparation": preparation}
+        fail_internal("query")
+    _set(sub)
+    try:
+        result = method(*args, **kwargs)
+    except BaseException as exc:
+        close(sub, None, exc)
+        raise
+    try:
+        tracer.end_subsegment(sub)
+    except Exception:  # noqa: BLE001
+        fail_internal("end")
+    return result
 
 
 def cursor_wrappers(lib, info_of):

@@ -20,6 +20,7 @@ from . import _calls, _sql
 
 _recording = _sql.recording
 _begin = _sql.begin
+_run = _sql.run
 
 
 def get_version():
@@ -70,9 +71,9 @@ def _start(cursor, args, kwargs):
 
 
 def _traced_execute(wrapped, instance, args, kwargs):
-    if not _recording():
-        return wrapped(*args, **kwargs)
-    return _calls.call(_start(instance, args, kwargs), _sql.close, wrapped, args, kwargs)
+    # psycopg_pool's check_connection() sends "": a ping, not a statement
+    conn = getattr(instance, "_conn", None)
+    return _run("psycopg", conn, _info, wrapped, args, kwargs, "statement", ("query",), conn, "")
 
 
 def _wrap_async(owner, name):

@@ -38,10 +38,8 @@ def _info(conn):
         return info
 
 
-def _run(conn, method, args, kwargs, preparation="statement"):
-    """Trace one statement run by ``method`` (a bound method of the real object)."""
-    return _sql.run("sqlite3", conn, _info, method, args, kwargs, preparation,
-                    ("sql", "sql_script"))
+_NAMES = ("sql", "sql_script")
+_run = _sql.run  # run(lib, conn, info_of, method, args, kwargs, preparation, names): one frame
 
 
 class TracedCursorMixin:
@@ -49,21 +47,24 @@ class TracedCursorMixin:
 
     def execute(self, /, *args, **kwargs):
         try:
-            return _run(self.connection, super().execute, args, kwargs)
+            return _run("sqlite3", self.connection, _info, super().execute, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
 
     def executemany(self, /, *args, **kwargs):
         try:
-            return _run(self.connection, super().executemany, args, kwargs)
+            return _run("sqlite3", self.connection, _info, super().executemany, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
 
     def executescript(self, /, *args, **kwargs):
         try:
-            return _run(self.connection, super().executescript, args, kwargs)
+            return _run("sqlite3", self.connection, _info, super().executescript, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
@@ -94,21 +95,24 @@ class TracedConnectionMixin:
 
     def execute(self, /, *args, **kwargs):
         try:
-            return _run(self, super().execute, args, kwargs)
+            return _run("sqlite3", self, _info, super().execute, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
 
     def executemany(self, /, *args, **kwargs):
         try:
-            return _run(self, super().executemany, args, kwargs)
+            return _run("sqlite3", self, _info, super().executemany, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
 
     def executescript(self, /, *args, **kwargs):
         try:
-            return _run(self, super().executescript, args, kwargs)
+            return _run("sqlite3", self, _info, super().executescript, args, kwargs,
+                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise

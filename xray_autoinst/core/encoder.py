@@ -61,6 +61,27 @@ def _dump(value):
         return _q(repr(value))
 
 
+class Fields(dict):
+    """A dict of fields shared, read-only, by many entities (the ``sql`` of one statement on
+    one connection): its JSON text is made once, by the first document that carries it (on
+    the sender's thread), and reused by every later one."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, *args, **kwargs):
+        dict.__init__(self, *args, **kwargs)
+        self.json = None
+
+
+def _fields(value):
+    if type(value) is Fields:
+        text = value.json
+        if text is None:
+            text = value.json = _dump(value)
+        return text
+    return _dump(value)
+
+
 def _http(http):
     return ',"http":' + _dump(http)
 
@@ -97,7 +118,7 @@ def _head(e, in_progress=False, truncate=False):
     elif e.aws:
         out += ',"aws":' + _dump(e.aws)
     if e.sql:
-        out += ',"sql":' + _dump(e.sql)
+        out += ',"sql":' + _fields(e.sql)
     if e.fault:
         out += ',"fault":true'
     if e.error:
