@@ -109,6 +109,29 @@ def test_moto_does_not_copy_the_http_header_so_the_attribute_is_what_chains(
     assert "AWSTraceHeader" not in msg.get("Attributes", {})
 
 
+def test_a_botocore_without_message_system_attribute_names_asks_through_attribute_names(
+        tracer, patched, sqs, queue):
+    """botocore before 1.34.101 has no MessageSystemAttributeNames: the receive still works
+    (the agent's parameter would fail validation) and the trace still chains."""
+    t, emitter = tracer
+    members = sqs.meta.service_model.operation_model("ReceiveMessage").input_shape.members
+    saved = members.pop("MessageSystemAttributeNames", None)
+    try:
+        with segment(t, "producer") as seg:
+            sqs.send_message(QueueUrl=queue, MessageBody=BODY)
+        current_entity.set(None)
+        msgs = sqs.receive_message(QueueUrl=queue)["Messages"]
+        assert [m["Body"] for m in msgs] == [BODY]
+        assert "Attributes" not in msgs[0]  # not asked for by the application: not shown
+        for _m in msgs:
+            pass
+    finally:
+        if saved is not None:
+            members["MessageSystemAttributeNames"] = saved
+    [consumer] = message_segments(emitter)
+    assert consumer["trace_id"] == seg.trace_id
+
+
 def test_send_never_overrides_the_applications_header(tracer, patched, sqs, queue):
     t, _ = tracer
     own = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
