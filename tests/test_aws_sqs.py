@@ -38,6 +38,7 @@ def moto():
 
 @pytest.fixture
 def patched():
+    _work.units.clear()  # a message another file's test took and never let go of is not ours
     http_client.patch()
     http_urllib3.patch()
     aws_botocore.patch()
@@ -120,9 +121,11 @@ def test_a_botocore_without_message_system_attribute_names_asks_through_attribut
         with segment(t, "producer") as seg:
             sqs.send_message(QueueUrl=queue, MessageBody=BODY)
         current_entity.set(None)
-        [msg] = sqs.receive_message(QueueUrl=queue)["Messages"]  # taken, then the list ends
-        assert msg["Body"] == BODY
-        assert "Attributes" not in msg  # not asked for by the application: not shown
+        bodies = []
+        for m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+            bodies.append(m["Body"])
+            assert "Attributes" not in m  # not asked for by the application: not shown
+        assert bodies == [BODY]
     finally:
         if saved is not None:
             members["MessageSystemAttributeNames"] = saved
