@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(shell find xray_autoinst sitecustomize -name '*.py' 2>/dev/null) pyproject.toml
 STAMP  := $(VENV)/.installed
-# the other CPythons tox runs (py310, py312, py313): pyenv's interpreters, on PATH after the
-# rest (pyenv's shims for them do not resolve unless selected, so tox would not find them).
+# the other CPythons tox runs (py310, py312, py313; oldest on 3.10): pyenv's interpreters, on
+# PATH after the rest (pyenv's shims for them do not resolve unless selected, so tox would not find them).
 # `--` only with ARGS: an empty `--` would replace each environment's default pytest arguments.
 PYENV_ROOT ?= $(HOME)/.pyenv
 PYENV_BINS := $(wildcard $(PYENV_ROOT)/versions/3.1[0-3].*/bin)
@@ -35,6 +35,7 @@ system-deps:
 test: $(STAMP) system-deps services
 	$(BIN)/tox -e py311 $(if $(ARGS),-- $(ARGS))
 	$(BIN)/tox -e py310,py312,py313 $(if $(ARGS),-- $(ARGS))
+	$(BIN)/tox -e oldest $(if $(ARGS),-- $(ARGS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -38,6 +38,7 @@ def moto():
 
 @pytest.fixture
 def patched():
+    _work.units.clear()  # a message another file's test took and never let go of is not ours
     http_client.patch()
     http_urllib3.patch()
     aws_botocore.patch()
@@ -107,6 +108,29 @@ def test_moto_does_not_copy_the_http_header_so_the_attribute_is_what_chains(
     current_entity.set(None)
     [msg] = sqs.receive_message(QueueUrl=queue, MessageSystemAttributeNames=["All"])["Messages"]
     assert "AWSTraceHeader" not in msg.get("Attributes", {})
+
+
+def test_a_botocore_without_message_system_attribute_names_asks_through_attribute_names(
+        tracer, patched, sqs, queue):
+    """botocore before 1.34.101 has no MessageSystemAttributeNames: the receive still works
+    (the agent's parameter would fail validation) and the trace still chains."""
+    t, emitter = tracer
+    members = sqs.meta.service_model.operation_model("ReceiveMessage").input_shape.members
+    saved = members.pop("MessageSystemAttributeNames", None)
+    try:
+        with segment(t, "producer") as seg:
+            sqs.send_message(QueueUrl=queue, MessageBody=BODY)
+        current_entity.set(None)
+        bodies = []
+        for m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+            bodies.append(m["Body"])
+            assert "Attributes" not in m  # not asked for by the application: not shown
+        assert bodies == [BODY]
+    finally:
+        if saved is not None:
+            members["MessageSystemAttributeNames"] = saved
+    [consumer] = message_segments(emitter)
+    assert consumer["trace_id"] == seg.trace_id
 
 
 def test_send_never_overrides_the_applications_header(tracer, patched, sqs, queue):

@@ -103,8 +103,12 @@ def _register(client):
 
 
 # -- consumers ---------------------------------------------------------------------------------
-def _ask_trace_header(params=None, context=None, **_kwargs):
-    """``provide-client-params``: the same parameters, asking for AWSTraceHeader too."""
+def _ask_trace_header(params=None, model=None, context=None, **_kwargs):
+    """``provide-client-params``: the same parameters, asking for AWSTraceHeader too.
+
+    Through ``MessageSystemAttributeNames`` when the installed botocore's model has it (added
+    in botocore 1.34.101), else the older ``AttributeNames``: a parameter the model does not
+    know would fail the application's call in botocore's validation."""
     try:
         if not _state["patched"] or not isinstance(params, dict):
             return None
@@ -120,6 +124,8 @@ def _ask_trace_header(params=None, context=None, **_kwargs):
         if not strip:
             return None
         key = "AttributeNames" if legacy and not modern else "MessageSystemAttributeNames"
+        if key != "AttributeNames" and not _knows(model, key):
+            key = "AttributeNames"
         names = params.get(key)
         if names is not None and not isinstance(names, (list, tuple)):
             return None  # invalid: botocore reports it as without the agent
@@ -129,6 +135,12 @@ def _ask_trace_header(params=None, context=None, **_kwargs):
     except Exception:  # noqa: BLE001
         _work.fail("sqs-receive")
         return None
+
+
+def _knows(model, name):
+    """Whether the operation's input shape has the member ``name`` (True when unknown)."""
+    members = getattr(getattr(model, "input_shape", None), "members", None)
+    return True if members is None else name in members
 
 
 def _wrap_messages(parsed=None, context=None, **_kwargs):

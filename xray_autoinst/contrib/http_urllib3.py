@@ -11,6 +11,8 @@ header) is recorded by the ``httplib`` integration, since urllib3's connections 
 
 from __future__ import annotations
 
+import errno
+
 from ..core import wrapping
 from . import _http
 from .http_client import _traced_connect
@@ -31,6 +33,17 @@ def _traced_new_conn(wrapped, instance, args, kwargs):
     return sock
 
 
+# urllib3 before 2.2 reads the response after a broken pipe only: a reset raises to the caller
+_state = {"reset_raises": False}
+
+
+def _reset_raises(version):
+    try:
+        return tuple(int(p) for p in version.split(".")[:2]) < (2, 2)
+    except ValueError:
+        return False
+
+
 def _traced_request(original):
     """urllib3 sends the body after ``endheaders``: a failure there ends the exchange."""
 
@@ -40,7 +53,11 @@ def _traced_request(original):
         except BaseException as exc:
             if self._xray_autoinst_sub is not None:
                 try:
-                    _http.send_failed(self, exc)
+                    if (_state["reset_raises"] and isinstance(exc, OSError)
+                            and exc.errno == errno.ECONNRESET):
+                        _http.end_exchange(self, exc=exc)
+                    else:
+                        _http.send_failed(self, exc)
                 except Exception:  # noqa: BLE001
                     _http.fail("request")
             wrapping.hide_frames(exc)
@@ -56,6 +73,7 @@ def patch():
 
     if getattr(target, "_xray_autoinst_patched", False):
         return
+    _state["reset_raises"] = _reset_raises(get_version())
     wrapping.wrap(target.HTTPConnection, "connect", _traced_connect)
     wrapping.wrap(target.HTTPConnection, "_new_conn", _traced_new_conn)
     _http.replace_method(target.HTTPConnection, "request", _traced_request)
