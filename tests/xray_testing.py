@@ -160,7 +160,10 @@ def wait_http(port: int, path: str = "/", timeout: float = 20.0, proc=None) -> N
             out = proc.stdout.read() if proc.stdout else ""
             raise AssertionError(f"server exited with {proc.returncode}: {out}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            # a refused connect returns at once; an answer may be slow (a worker still
+            # importing): never give up on it and ask again, which would be a second request
+            conn = http.client.HTTPConnection(
+                "127.0.0.1", port, timeout=max(2.0, deadline - time.monotonic()))
             conn.request("GET", path)
             conn.getresponse().read()
             conn.close()
