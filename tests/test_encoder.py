@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from xray_testing import CollectingEmitter, validate
 
 from xray_autoinst.core import encoder, ids
@@ -110,3 +111,49 @@ def test_in_progress_document():
     sdoc = json.loads(encoder.in_progress_document(sub))
     validate(sdoc)
     assert sdoc["type"] == "subsegment" and sdoc["parent_id"] == seg.id
+
+
+# the web middlewares' http block is written by hand; every shape must read back exactly as the
+# JSON encoder writes it, and any other shape must go through the encoder
+_WEB_HTTP = [
+    {"request": {"method": "GET", "url": "http://h/", "client_ip": "1.2.3.4",
+                 "user_agent": 'ua"\\x\u00e9\n'},
+     "response": {"status": 200, "content_length": 2}},
+    {"request": {"method": "GET", "url": "http://h/", "client_ip": "1.2.3.4",
+                 "x_forwarded_for": True}},
+    {"request": {"method": "GET", "url": "u"}, "response": {"status": 500}},
+    {"request": {"method": "GET", "url": "u"}, "response": {"content_length": 5}},
+    {"request": {"method": "GET", "url": "u"}, "response": {}},
+]
+_OTHER_HTTP = [
+    {"request": {"method": "GET", "url": None}},
+    {"request": {"method": "GET", "url": "u", "traced": True}},
+    {"request": {"method": "GET", "url": "u"}, "response": {"status": True}},
+    {"request": {"method": "GET", "url": "u"}, "response": {"status": 2.5}},
+    {"request": {"method": "GET", "url": "u", "x_forwarded_for": False}},
+    {"request": {"url": "u"}},
+    {"response": {"status": 200}},
+    {"request": {"method": "GET", "url": "u"}, "response": None},
+    {"request": {"method": "GET", "url": "u"}, "other": 1},
+    {},
+]
+
+
+@pytest.mark.parametrize("http", _WEB_HTTP + _OTHER_HTTP)
+def test_http_block_reads_back_as_the_json_encoder_writes_it(http):
+    text = encoder._http(http)
+    assert text.startswith(',"http":')
+    assert json.loads(text[len(',"http":'):]) == json.loads(json.dumps(http))
+
+
+@pytest.mark.parametrize("http", _WEB_HTTP)
+def test_web_http_block_is_written_by_hand(http):
+    assert encoder._web_http(http) is not None
+
+
+@pytest.mark.parametrize("http", _OTHER_HTTP)
+def test_other_http_blocks_go_through_the_encoder(http):
+    try:
+        assert encoder._web_http(http) is None
+    except (KeyError, TypeError):
+        pass  # _http falls back on these as well

@@ -234,3 +234,14 @@ def test_application_traceback_shows_no_agent_frame(tracer):
             XRayMiddleware(app)(environ, lambda *a: None)
         files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
         assert not any("xray_autoinst" in f for f in files), files
+
+
+@pytest.mark.parametrize("status, code", [
+    ("200 OK", 200), ("404 Not Found", 404), ("503 Service Unavailable", 503),
+    ("200 OK", 200),  # the second time from the cache
+    ("abc", None), ("", None),
+])
+def test_status_code_of_a_status_line(status, code):
+    from xray_autoinst.contrib import web_wsgi
+
+    assert web_wsgi._status_code(status) == code

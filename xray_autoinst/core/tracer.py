@@ -81,8 +81,7 @@ class Tracer:
         try:
             return self.sampler.sample(host, method, path)
         except Exception:  # noqa: BLE001 - a broken sampler must not break requests
-            _log.limited("sampler", _log.WARNING, "sampler failed", exc_info=True)
-            return False
+            return _sampler_failed()
 
     # -- segments ------------------------------------------------------------------------------
     def begin_segment(self, name=None, hdr=None, host=None, method=None, path=None,
@@ -104,13 +103,21 @@ class Tracer:
             elif decision == "0":
                 sampled = False
             else:
-                sampled = self.should_sample(host, method, path)
+                try:
+                    sampled = self.sampler.sample(host, method, path)
+                except Exception:  # noqa: BLE001 - a broken sampler must not break requests
+                    sampled = _sampler_failed()
             parent_id = hdr.parent
             lineage = hdr.lineage
         else:
             trace_id = ids.trace_id(now)
             if sampled is None:
-                sampled = self.should_sample(host, method, path)
+                # the sampler called here rather than through should_sample: one Python call
+                # less on every request (~500 instructions, a tenth of the unsampled path)
+                try:
+                    sampled = self.sampler.sample(host, method, path)
+                except Exception:  # noqa: BLE001 - a broken sampler must not break requests
+                    sampled = _sampler_failed()
             else:
                 sampled = bool(sampled)
             parent_id = None
@@ -304,6 +311,11 @@ class Tracer:
             self.open_segments.clear()
         except Exception:  # noqa: BLE001
             _log.get().debug("shutdown failed", exc_info=True)
+
+
+def _sampler_failed() -> bool:
+    _log.limited("sampler", _log.WARNING, "sampler failed", exc_info=True)
+    return False
 
 
 def _program_name(hint=None) -> str:
