@@ -54,7 +54,8 @@ def test_readme_oldest_versions_are_the_tested_ones():
 
 def test_every_registry_library_has_a_tested_range():
     ranges = _readme_ranges()
-    for name, (_modules, _patcher, dist) in INTEGRATIONS.items():
+    for name, entry in INTEGRATIONS.items():
+        dist = entry.distribution
         if dist is None:  # the standard library
             continue
         alternatives = (dist,) if isinstance(dist, str) else dist
