@@ -245,6 +245,17 @@ def parse_since(text: str, now: float | None = None) -> float:
     return moment.timestamp()  # a naive time is local time
 
 
+def _moment(p, text, option="--since"):
+    """``parse_since`` of an option's value (None when it is not given); a bad value is the
+    parser's usage error, naming ``option``."""
+    if not text:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        p.error(str(exc).replace("--since", option))
+
+
 def _style(environ, stream=None):
     from xray_autoinst.daemon.views import Style
 
@@ -294,10 +305,7 @@ def traces_main(argv: list[str], environ=None) -> int:
     args = p.parse_args(argv)
     if args.status is not None and not re.fullmatch(r"\d{3}|[1-5][xX][xX]", args.status.strip()):
         p.error(f"--status {args.status!r}: give a code like 500 or a class like 5xx")
-    try:
-        since = parse_since(args.since) if args.since else None
-    except ValueError as exc:
-        p.error(str(exc))
+    since = _moment(p, args.since)
     store = _open_store(_store_path(args, environ))
     if store is None:
         sys.stdout.write("[]\n" if args.json else "")
@@ -371,14 +379,8 @@ def map_main(argv: list[str], environ=None) -> int:
     args = p.parse_args(argv)
     if args.json and args.dot:
         p.error("--json and --dot do not go together")
-    try:
-        since = parse_since(args.since) if args.since else None
-    except ValueError as exc:
-        p.error(str(exc))
-    try:
-        until = parse_since(args.until) if args.until else None
-    except ValueError as exc:
-        p.error(str(exc).replace("--since", "--until"))
+    since = _moment(p, args.since)
+    until = _moment(p, args.until, "--until")
     from xray_autoinst.daemon import servicemap, views
     from xray_autoinst.daemon.tree import merged_trace
 
