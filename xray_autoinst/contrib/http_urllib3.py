@@ -38,11 +38,7 @@ def _traced_request(original):
         try:
             return original(self, *args, **kwargs)
         except BaseException as exc:
-            if self._xray_autoinst_sub is not None:
-                try:
-                    _http.send_failed(self, exc)
-                except Exception:  # noqa: BLE001
-                    _http.fail("request")
+            _http.sending_raised(self, exc, "request")
             wrapping.hide_frames(exc)
             raise
 
