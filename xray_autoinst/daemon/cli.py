@@ -286,6 +286,18 @@ def _open_store(path: str, quiet: bool = False):
         return None
 
 
+def _show(args, environ, render, data, as_json=None) -> int:
+    """Write a view's result: with --json its JSON (of ``as_json(data)`` when given), else
+    ``render(data)`` at the output's width and style."""
+    from xray_autoinst.daemon import views
+
+    if args.json:
+        sys.stdout.write(views.dumps(data if as_json is None else as_json(data)))
+    else:
+        sys.stdout.write(render(data, width=_width(args), style=_style(environ)))
+    return 0
+
+
 def _view_parser(prog: str, description: str) -> _Parser:
     p = _Parser(prog=prog, description=description)
     _store_arg(p)
@@ -319,11 +331,7 @@ def traces_main(argv: list[str], environ=None) -> int:
         store.close_reader()
     from xray_autoinst.daemon import views
 
-    if args.json:
-        sys.stdout.write(views.dumps(views.traces_json(summaries)))
-    else:
-        sys.stdout.write(views.render_traces(summaries, width=_width(args), style=_style(environ)))
-    return 0
+    return _show(args, environ, views.render_traces, summaries, views.traces_json)
 
 
 def trace_main(argv: list[str], environ=None) -> int:
@@ -355,11 +363,7 @@ def trace_main(argv: list[str], environ=None) -> int:
     from xray_autoinst.daemon.tree import merged_trace
 
     merged = merged_trace(trace_id, documents)
-    if args.json:
-        sys.stdout.write(views.dumps(merged))
-    else:
-        sys.stdout.write(views.render_trace(merged, width=_width(args), style=_style(environ)))
-    return 0
+    return _show(args, environ, views.render_trace, merged)
 
 
 def map_main(argv: list[str], environ=None) -> int:
@@ -395,13 +399,10 @@ def map_main(argv: list[str], environ=None) -> int:
     graph = servicemap.build_map(traces)
     if args.service:
         graph = servicemap.focus_map(graph, args.service)
-    if args.json:
-        sys.stdout.write(views.dumps(graph))
-    elif args.dot:
+    if args.dot:  # (not with --json: refused above)
         sys.stdout.write(views.render_dot(graph))
-    else:
-        sys.stdout.write(views.render_map(graph, width=_width(args), style=_style(environ)))
-    return 0
+        return 0
+    return _show(args, environ, views.render_map, graph)
 
 
 def ui_main(argv: list[str], environ=None) -> int:
