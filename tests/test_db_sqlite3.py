@@ -327,3 +327,36 @@ def test_a_repeated_statement_shares_its_sql_fields_encoded_once(traced, monkeyp
     assert subs[0]["sql"]["sanitized_query"] == "SELECT ?"
     assert subs[0]["sql"]["url"] == "sqlite://:memory:"
     assert len([v for v in dumped if isinstance(v, dict) and "sanitized_query" in v]) == 1
+
+
+@pytest.mark.parametrize("cls", [db_sqlite3.TracedCursorMixin, db_sqlite3.TracedConnectionMixin])
+@pytest.mark.parametrize("name", ["execute", "executemany", "executescript"])
+def test_statement_methods_read_as_written_out(cls, name):
+    """The traced statement methods are made from one text when the module is imported: each
+    is a plain method of its class (one frame: it calls ``_run`` itself), named as the driver's,
+    whose code points at that text in db_sqlite3.py (what a traceback shows)."""
+    import linecache
+
+    method = cls.__dict__[name]
+    assert (method.__name__, method.__qualname__) == (name, f"{cls.__name__}.{name}")
+    assert method.__code__.co_filename == db_sqlite3.__file__
+    assert "_run" in method.__code__.co_names and method.__code__.co_freevars == ("__class__",)
+    first = linecache.getline(db_sqlite3.__file__, method.__code__.co_firstlineno)
+    assert first.strip() == "def {name}(self, /, *args, **kwargs):"
+    lines = {line for _, _, line in method.__code__.co_lines() if line is not None}
+    text = [linecache.getline(db_sqlite3.__file__, n).strip() for n in sorted(lines)]
+    assert "hide_frames(exc)" in text and any(t.startswith("return _run(") for t in text)
+
+
+def test_statement_methods_call_the_drivers_own(traced):
+    t, emitter = traced
+    with request_segment(t):
+        conn = sqlite3.connect(":memory:")
+        conn.executescript("CREATE TABLE t (x INTEGER);")
+        conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+        cur = conn.cursor()
+        cur.executemany("INSERT INTO t VALUES (?)", [(3,)])
+        cur.executescript("INSERT INTO t VALUES (4);")
+        assert cur.execute("SELECT sum(x) FROM t").fetchone() == (10,)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (4,)
+    assert len(sql_subsegments(emitter)) == 6

@@ -14,6 +14,8 @@ in between.
 
 from __future__ import annotations
 
+import sys
+
 from ..core import wrapping
 from ..core.wrapping import hide_frames
 from . import _sql
@@ -42,34 +44,51 @@ _NAMES = ("sql", "sql_script")
 _run = _sql.run  # run(lib, conn, info_of, method, args, kwargs, preparation, names): one frame
 
 
+# The traced execute/executemany/executescript of a cursor and of a connection: one text,
+# compiled once per class when the module is imported, so that each method is the code that
+# would be written out by hand (one frame per call; super() and the attribute resolved as fast
+# as in a literal method, no getattr by name or branch per call); tracebacks show these lines.
+_STATEMENT_LINE = sys._getframe().f_lineno  # the text below starts on the next line
+_STATEMENT_METHOD = """
+    def {name}(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", {conn}, _info, super().{name}, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
+"""
+_STATEMENT_NAMES = ("execute", "executemany", "executescript")
+
+
+def _statement_methods(conn):
+    """Class decorator: ``execute``, ``executemany`` and ``executescript`` of ``_run``, the
+    statement's connection being ``conn`` (an expression of ``self``)."""
+
+    def decorate(cls):
+        # make(__class__) -> the methods: their super() is the class's, as if written in it
+        text = "\n" * _STATEMENT_LINE + "def make(__class__):" + "".join(
+            _STATEMENT_METHOD.format(name=name, conn=conn) for name in _STATEMENT_NAMES
+        ) + "    return %s\n" % ", ".join(_STATEMENT_NAMES)
+        namespace = {}
+        exec(compile(text, __file__, "exec"), globals(), namespace)  # noqa: S102 - our text
+        methods = namespace["make"](cls)
+        first = methods[0].__code__.co_firstlineno  # each method's lines: the text's
+        for name, method in zip(_STATEMENT_NAMES, methods, strict=True):
+            method.__code__ = method.__code__.replace(co_firstlineno=first)
+            method.__qualname__ = "%s.%s" % (cls.__qualname__, name)
+            setattr(cls, name, method)
+        return cls
+
+    return decorate
+
+
+@_statement_methods("self.connection")
 class TracedCursorMixin:
     __slots__ = ()
 
-    def execute(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self.connection, _info, super().execute, args, kwargs,
-                        "statement", _NAMES)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
 
-    def executemany(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self.connection, _info, super().executemany, args, kwargs,
-                        "statement", _NAMES)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
-
-    def executescript(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self.connection, _info, super().executescript, args, kwargs,
-                        "statement", _NAMES)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
-
-
+@_statement_methods("self")
 class TracedConnectionMixin:
     # the connection's description, set by the wrapped connect()
     __slots__ = ()  # the traced class has the slot _xray_sql: the connection's description
@@ -89,30 +108,6 @@ class TracedConnectionMixin:
             _sql.fail_internal("sqlite3.cursor")
         try:
             return super().cursor(*args, **kwargs)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
-
-    def execute(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self, _info, super().execute, args, kwargs,
-                        "statement", _NAMES)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
-
-    def executemany(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self, _info, super().executemany, args, kwargs,
-                        "statement", _NAMES)
-        except BaseException as exc:
-            hide_frames(exc)
-            raise
-
-    def executescript(self, /, *args, **kwargs):
-        try:
-            return _run("sqlite3", self, _info, super().executescript, args, kwargs,
-                        "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
