@@ -14,7 +14,7 @@ in between.
 
 from __future__ import annotations
 
-import sys
+import types
 
 from ..core import wrapping
 from ..core.wrapping import hide_frames
@@ -44,51 +44,28 @@ _NAMES = ("sql", "sql_script")
 _run = _sql.run  # run(lib, conn, info_of, method, args, kwargs, preparation, names): one frame
 
 
-# The traced execute/executemany/executescript of a cursor and of a connection: one text,
-# compiled once per class when the module is imported, so that each method is the code that
-# would be written out by hand (one frame per call; super() and the attribute resolved as fast
-# as in a literal method, no getattr by name or branch per call); tracebacks show these lines.
-_STATEMENT_LINE = sys._getframe().f_lineno  # the text below starts on the next line
-_STATEMENT_METHOD = """
-    def {name}(self, /, *args, **kwargs):
+def _cursor_info(cur):
+    """``_info`` of a cursor's connection: what ``_run`` asks of a cursor's statement."""
+    conn = cur.connection
+    try:
+        return conn._xray_sql
+    except AttributeError:
+        return _info(conn)
+
+
+class TracedCursorMixin:
+    __slots__ = ()
+
+    # the one written statement method; the others are its code (_statement_method)
+    def execute(self, /, *args, **kwargs):
         try:
-            return _run("sqlite3", {conn}, _info, super().{name}, args, kwargs,
+            return _run("sqlite3", self, _cursor_info, super().execute, args, kwargs,
                         "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
             raise
-"""
-_STATEMENT_NAMES = ("execute", "executemany", "executescript")
 
 
-def _statement_methods(conn):
-    """Class decorator: ``execute``, ``executemany`` and ``executescript`` of ``_run``, the
-    statement's connection being ``conn`` (an expression of ``self``)."""
-
-    def decorate(cls):
-        # make(__class__) -> the methods: their super() is the class's, as if written in it
-        text = "\n" * _STATEMENT_LINE + "def make(__class__):" + "".join(
-            _STATEMENT_METHOD.format(name=name, conn=conn) for name in _STATEMENT_NAMES
-        ) + "    return %s\n" % ", ".join(_STATEMENT_NAMES)
-        namespace = {}
-        exec(compile(text, __file__, "exec"), globals(), namespace)  # noqa: S102 - our text
-        methods = namespace["make"](cls)
-        first = methods[0].__code__.co_firstlineno  # each method's lines: the text's
-        for name, method in zip(_STATEMENT_NAMES, methods, strict=True):
-            method.__code__ = method.__code__.replace(co_firstlineno=first)
-            method.__qualname__ = "%s.%s" % (cls.__qualname__, name)
-            setattr(cls, name, method)
-        return cls
-
-    return decorate
-
-
-@_statement_methods("self.connection")
-class TracedCursorMixin:
-    __slots__ = ()
-
-
-@_statement_methods("self")
 class TracedConnectionMixin:
     # the connection's description, set by the wrapped connect()
     __slots__ = ()  # the traced class has the slot _xray_sql: the connection's description
@@ -111,6 +88,28 @@ class TracedConnectionMixin:
         except BaseException as exc:
             hide_frames(exc)
             raise
+
+
+def _statement_method(cls, name, info_of):
+    """``TracedCursorMixin.execute`` as the method ``name`` of ``cls`` asking ``info_of``: the
+    same code with those names in it (``super()`` is ``cls``'s), so each statement method runs
+    as if written out (one frame, no lookup by name or branch per call) and tracebacks show the
+    written one."""
+    code = TracedCursorMixin.__dict__["execute"].__code__
+    renamed = {"execute": name, "_cursor_info": info_of}
+    code = code.replace(co_names=tuple(renamed.get(n, n) for n in code.co_names), co_name=name)
+    if hasattr(code, "co_qualname"):  # Python 3.11+
+        code = code.replace(co_qualname="%s.%s" % (cls.__qualname__, name))
+    method = types.FunctionType(code, globals(), name, None, (types.CellType(cls),))
+    method.__qualname__ = "%s.%s" % (cls.__qualname__, name)
+    return method
+
+
+for _name in ("executemany", "executescript"):
+    setattr(TracedCursorMixin, _name, _statement_method(TracedCursorMixin, _name, "_cursor_info"))
+for _name in ("execute", "executemany", "executescript"):
+    setattr(TracedConnectionMixin, _name, _statement_method(TracedConnectionMixin, _name, "_info"))
+del _name
 
 
 def _base_cursor():
