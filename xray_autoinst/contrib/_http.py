@@ -374,16 +374,6 @@ def send_failed(conn, exc) -> None:
     end_exchange(conn, exc=exc)
 
 
-def sending_raised(conn, exc, where) -> None:
-    """The call that sends the request (``endheaders``, urllib3's ``request``) raised ``exc``:
-    ``send_failed`` when an exchange is open; an error of its own is logged as ``where``."""
-    if getattr(conn, SUB, None) is not None:
-        try:
-            send_failed(conn, exc)
-        except Exception:  # noqa: BLE001
-            fail(where)
-
-
 def record_exception(sub, exc, remote=True) -> None:
     """``fault`` and ``cause`` on ``sub`` (``add_exception`` leaves the agent's frames out)."""
     sub.add_exception(exc, remote=remote)

@@ -35,7 +35,11 @@ def _traced_endheaders(original):
         try:
             return original(self, message_body, encode_chunked=encode_chunked)
         except BaseException as exc:
-            _http.sending_raised(self, exc, "endheaders")
+            if self._xray_autoinst_sub is not None:
+                try:
+                    _http.send_failed(self, exc)
+                except Exception:  # noqa: BLE001
+                    _http.fail("endheaders")
             hide_frames(exc)
             raise
 

@@ -38,7 +38,11 @@ def _traced_request(original):
         try:
             return original(self, *args, **kwargs)
         except BaseException as exc:
-            _http.sending_raised(self, exc, "request")
+            if self._xray_autoinst_sub is not None:
+                try:
+                    _http.send_failed(self, exc)
+                except Exception:  # noqa: BLE001
+                    _http.fail("request")
             wrapping.hide_frames(exc)
             raise
 
