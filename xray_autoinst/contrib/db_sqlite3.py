@@ -46,11 +46,10 @@ _run = _sql.run  # run(lib, conn, info_of, method, args, kwargs, preparation, na
 
 def _cursor_info(cur):
     """``_info`` of a cursor's connection: what ``_run`` asks of a cursor's statement."""
-    conn = cur.connection
     try:
-        return conn._xray_sql
+        return cur.connection._xray_sql
     except AttributeError:
-        return _info(conn)
+        return _info(cur.connection)
 
 
 class TracedCursorMixin:
