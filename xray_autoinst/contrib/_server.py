@@ -22,6 +22,32 @@ def wrap_init_app(cls, position, keyword):
     return wrapping.wrap(cls, "__init__", _traced_init)
 
 
+def init_app_patchers(module_name, class_name, position, keyword):
+    """``patch()`` and ``unpatch()`` of an integration that wraps the application argument
+    (``position``, or ``keyword``) of ``module_name.class_name.__init__``; the marker is on the
+    module."""
+
+    def patch():
+        from importlib import import_module
+
+        module = import_module(module_name)
+        if getattr(module, "_xray_autoinst_patched", False):
+            return
+        wrap_init_app(getattr(module, class_name), position, keyword)
+        module._xray_autoinst_patched = True
+
+    def unpatch():
+        from importlib import import_module
+
+        module = import_module(module_name)
+        if not getattr(module, "_xray_autoinst_patched", False):
+            return
+        wrapping.unwrap(getattr(module, class_name), "__init__")
+        module._xray_autoinst_patched = False
+
+    return patch, unpatch
+
+
 def dist_version(module_name):
     import sys
 

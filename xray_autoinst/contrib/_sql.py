@@ -322,6 +322,20 @@ def pg_info(dbname, user, host, port, server_version, standard_strings, driver) 
     return _shared(key, lambda: _pg_info(*key[1:]))
 
 
+def libpq_info(i, server_version, driver) -> ConnInfo:
+    """psycopg and psycopg2: the description read from the connection's libpq ``info``;
+    ``server_version`` (the number) stands in when the server did not report its version."""
+    return pg_info(
+        i.dbname,
+        i.user,
+        i.host,
+        i.port,
+        i.parameter_status("server_version") or str(server_version),
+        i.parameter_status("standard_conforming_strings"),
+        driver,
+    )
+
+
 def _pg_info(dbname, user, host, port, server_version, standard_strings, driver) -> ConnInfo:
     return ConnInfo(
         "%s@%s" % (dbname or "postgres", host or "localhost"),

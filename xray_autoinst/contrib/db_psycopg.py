@@ -47,15 +47,8 @@ def _describe(conn):
         impl = psycopg.pq.__impl__
     except AttributeError:
         impl = None
-    return _sql.pg_info(
-        i.dbname,
-        i.user,
-        i.host,
-        i.port,
-        i.parameter_status("server_version") or str(i.server_version),
-        i.parameter_status("standard_conforming_strings"),
-        "psycopg %s%s" % (psycopg.__version__, " (%s)" % impl if impl else ""),
-    )
+    return _sql.libpq_info(
+        i, i.server_version, "psycopg %s%s" % (psycopg.__version__, " (%s)" % impl if impl else ""))
 
 
 def _start(cursor, args, kwargs):

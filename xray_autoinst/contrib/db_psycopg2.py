@@ -31,16 +31,8 @@ def _info(conn):
 def _describe(conn):
     import psycopg2
 
-    i = conn.info
-    return _sql.pg_info(
-        i.dbname,
-        i.user,
-        i.host,
-        i.port,
-        i.parameter_status("server_version") or str(conn.server_version),
-        i.parameter_status("standard_conforming_strings"),
-        "psycopg2 " + psycopg2.__version__.split()[0],
-    )
+    return _sql.libpq_info(conn.info, conn.server_version,
+                           "psycopg2 " + psycopg2.__version__.split()[0])
 
 
 def _run(cursor, method, args, kwargs, preparation, names=("query",)):

@@ -245,6 +245,17 @@ def parse_since(text: str, now: float | None = None) -> float:
     return moment.timestamp()  # a naive time is local time
 
 
+def _moment(p, text, option="--since"):
+    """``parse_since`` of an option's value (None when it is not given); a bad value is the
+    parser's usage error, naming ``option``."""
+    if not text:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        p.error(str(exc).replace("--since", option))
+
+
 def _style(environ, stream=None):
     from xray_autoinst.daemon.views import Style
 
@@ -275,6 +286,18 @@ def _open_store(path: str, quiet: bool = False):
         return None
 
 
+def _show(args, environ, render, data, as_json=None) -> int:
+    """Write a view's result: with --json its JSON (of ``as_json(data)`` when given), else
+    ``render(data)`` at the output's width and style."""
+    from xray_autoinst.daemon import views
+
+    if args.json:
+        sys.stdout.write(views.dumps(data if as_json is None else as_json(data)))
+    else:
+        sys.stdout.write(render(data, width=_width(args), style=_style(environ)))
+    return 0
+
+
 def _view_parser(prog: str, description: str) -> _Parser:
     p = _Parser(prog=prog, description=description)
     _store_arg(p)
@@ -294,10 +317,7 @@ def traces_main(argv: list[str], environ=None) -> int:
     args = p.parse_args(argv)
     if args.status is not None and not re.fullmatch(r"\d{3}|[1-5][xX][xX]", args.status.strip()):
         p.error(f"--status {args.status!r}: give a code like 500 or a class like 5xx")
-    try:
-        since = parse_since(args.since) if args.since else None
-    except ValueError as exc:
-        p.error(str(exc))
+    since = _moment(p, args.since)
     store = _open_store(_store_path(args, environ))
     if store is None:
         sys.stdout.write("[]\n" if args.json else "")
@@ -311,11 +331,7 @@ def traces_main(argv: list[str], environ=None) -> int:
         store.close_reader()
     from xray_autoinst.daemon import views
 
-    if args.json:
-        sys.stdout.write(views.dumps(views.traces_json(summaries)))
-    else:
-        sys.stdout.write(views.render_traces(summaries, width=_width(args), style=_style(environ)))
-    return 0
+    return _show(args, environ, views.render_traces, summaries, views.traces_json)
 
 
 def trace_main(argv: list[str], environ=None) -> int:
@@ -347,11 +363,7 @@ def trace_main(argv: list[str], environ=None) -> int:
     from xray_autoinst.daemon.tree import merged_trace
 
     merged = merged_trace(trace_id, documents)
-    if args.json:
-        sys.stdout.write(views.dumps(merged))
-    else:
-        sys.stdout.write(views.render_trace(merged, width=_width(args), style=_style(environ)))
-    return 0
+    return _show(args, environ, views.render_trace, merged)
 
 
 def map_main(argv: list[str], environ=None) -> int:
@@ -371,14 +383,8 @@ def map_main(argv: list[str], environ=None) -> int:
     args = p.parse_args(argv)
     if args.json and args.dot:
         p.error("--json and --dot do not go together")
-    try:
-        since = parse_since(args.since) if args.since else None
-    except ValueError as exc:
-        p.error(str(exc))
-    try:
-        until = parse_since(args.until) if args.until else None
-    except ValueError as exc:
-        p.error(str(exc).replace("--since", "--until"))
+    since = _moment(p, args.since)
+    until = _moment(p, args.until, "--until")
     from xray_autoinst.daemon import servicemap, views
     from xray_autoinst.daemon.tree import merged_trace
 
@@ -393,13 +399,10 @@ def map_main(argv: list[str], environ=None) -> int:
     graph = servicemap.build_map(traces)
     if args.service:
         graph = servicemap.focus_map(graph, args.service)
-    if args.json:
-        sys.stdout.write(views.dumps(graph))
-    elif args.dot:
+    if args.dot:  # (not with --json: refused above)
         sys.stdout.write(views.render_dot(graph))
-    else:
-        sys.stdout.write(views.render_map(graph, width=_width(args), style=_style(environ)))
-    return 0
+        return 0
+    return _show(args, environ, views.render_map, graph)
 
 
 def ui_main(argv: list[str], environ=None) -> int:
