@@ -329,30 +329,6 @@ def test_a_repeated_statement_shares_its_sql_fields_encoded_once(traced, monkeyp
     assert len([v for v in dumped if isinstance(v, dict) and "sanitized_query" in v]) == 1
 
 
-@pytest.mark.parametrize("cls", [db_sqlite3.TracedCursorMixin, db_sqlite3.TracedConnectionMixin])
-@pytest.mark.parametrize("name", ["execute", "executemany", "executescript"])
-def test_statement_methods_read_as_written_out(cls, name):
-    """One statement method is written (the cursor's ``execute``); the others are its code with
-    their own names: each a plain method of its class (one frame: it calls ``_run`` itself),
-    named as the driver's, whose ``super()`` is its class's, and whose code points at the
-    written method in db_sqlite3.py (what a traceback shows)."""
-    import linecache
-
-    method = cls.__dict__[name]
-    code = method.__code__
-    assert (method.__name__, method.__qualname__) == (name, f"{cls.__name__}.{name}")
-    assert code.co_name == name and getattr(code, "co_qualname", method.__qualname__) == (
-        method.__qualname__)
-    assert code.co_filename == db_sqlite3.__file__
-    assert code.co_freevars == ("__class__",) and method.__closure__[0].cell_contents is cls
-    info_of = "_cursor_info" if cls is db_sqlite3.TracedCursorMixin else "_info"
-    assert {"_run", name, info_of} <= set(code.co_names)
-    assert not {"execute", "executemany", "executescript", "_cursor_info", "_info"} - {
-        name, info_of} & set(code.co_names)
-    first = linecache.getline(db_sqlite3.__file__, code.co_firstlineno)
-    assert first.strip() == "def execute(self, /, *args, **kwargs):"
-
-
 def test_statement_methods_call_the_drivers_own(traced):
     t, emitter = traced
     with request_segment(t):

@@ -14,8 +14,6 @@ in between.
 
 from __future__ import annotations
 
-import types
-
 from ..core import wrapping
 from ..core.wrapping import hide_frames
 from . import _sql
@@ -44,21 +42,28 @@ _NAMES = ("sql", "sql_script")
 _run = _sql.run  # run(lib, conn, info_of, method, args, kwargs, preparation, names): one frame
 
 
-def _cursor_info(cur):
-    """``_info`` of a cursor's connection: what ``_run`` asks of a cursor's statement."""
-    try:
-        return cur.connection._xray_sql
-    except AttributeError:
-        return _info(cur.connection)
-
-
 class TracedCursorMixin:
     __slots__ = ()
 
-    # the one written statement method; the others are its code (_statement_method)
     def execute(self, /, *args, **kwargs):
         try:
-            return _run("sqlite3", self, _cursor_info, super().execute, args, kwargs,
+            return _run("sqlite3", self.connection, _info, super().execute, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
+
+    def executemany(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", self.connection, _info, super().executemany, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
+
+    def executescript(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", self.connection, _info, super().executescript, args, kwargs,
                         "statement", _NAMES)
         except BaseException as exc:
             hide_frames(exc)
@@ -88,27 +93,29 @@ class TracedConnectionMixin:
             hide_frames(exc)
             raise
 
+    def execute(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", self, _info, super().execute, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-def _statement_method(cls, name, info_of):
-    """``TracedCursorMixin.execute`` as the method ``name`` of ``cls`` asking ``info_of``: the
-    same code with those names in it (``super()`` is ``cls``'s), so each statement method runs
-    as if written out (one frame, no lookup by name or branch per call) and tracebacks show the
-    written one."""
-    code = TracedCursorMixin.__dict__["execute"].__code__
-    renamed = {"execute": name, "_cursor_info": info_of}
-    code = code.replace(co_names=tuple(renamed.get(n, n) for n in code.co_names), co_name=name)
-    if hasattr(code, "co_qualname"):  # Python 3.11+
-        code = code.replace(co_qualname="%s.%s" % (cls.__qualname__, name))
-    method = types.FunctionType(code, globals(), name, None, (types.CellType(cls),))
-    method.__qualname__ = "%s.%s" % (cls.__qualname__, name)
-    return method
+    def executemany(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", self, _info, super().executemany, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
-
-for _name in ("executemany", "executescript"):
-    setattr(TracedCursorMixin, _name, _statement_method(TracedCursorMixin, _name, "_cursor_info"))
-for _name in ("execute", "executemany", "executescript"):
-    setattr(TracedConnectionMixin, _name, _statement_method(TracedConnectionMixin, _name, "_info"))
-del _name
+    def executescript(self, /, *args, **kwargs):
+        try:
+            return _run("sqlite3", self, _info, super().executescript, args, kwargs,
+                        "statement", _NAMES)
+        except BaseException as exc:
+            hide_frames(exc)
+            raise
 
 
 def _base_cursor():
