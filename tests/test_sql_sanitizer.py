@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xray_autoinst.contrib import _sql
-from xray_autoinst.contrib._sql import sanitize
+from xray_autoinst.contrib import _sql, _sql_sanitize
+from xray_autoinst.contrib._sql_sanitize import sanitize
 
 # (statement, expected) -- literals replaced by ?, everything else kept
 CORPUS = [
@@ -108,15 +108,15 @@ def test_bytes_and_composed_queries():
 
 
 def test_cache_is_bounded_and_used(monkeypatch):
-    monkeypatch.setattr(_sql, "CACHE_MAX", 50)
-    _sql._cache.clear()
+    monkeypatch.setattr(_sql_sanitize, "CACHE_MAX", 50)
+    _sql_sanitize._cache.clear()
     for i in range(200):
         sanitize("SELECT %d FROM t%d" % (i, i))
-    assert len(_sql._cache) <= 50
-    assert "SELECT 199 FROM t199" in _sql._cache  # the newest are kept
+    assert len(_sql_sanitize._cache) <= 50
+    assert "SELECT 199 FROM t199" in _sql_sanitize._cache  # the newest are kept
     q = "SELECT 'cached' FROM t"
     first = sanitize(q)
-    assert _sql._cache[q] == first
+    assert _sql_sanitize._cache[q] == first
     assert sanitize(q) is first
 
 

@@ -92,6 +92,6 @@ def test_random_literals_never_survive(template, a, b):
 
 
 def test_the_mysql_step_expression_has_its_two_tokens():
-    from xray_autoinst.contrib import _sql
+    from xray_autoinst.contrib import _sql_sanitize
 
-    assert _sql._STEP_MYSQL.pattern.count("\\#") == 2
+    assert _sql_sanitize._STEP_MYSQL.pattern.count("\\#") == 2
