@@ -264,7 +264,7 @@ def bench_driver(driver, rounds, k):
 
 
 def bench_sanitizer(n):
-    from xray_autoinst.contrib import _sql
+    from xray_autoinst.contrib import _sql_sanitize as _sql
 
     q = ("SELECT u.id, u.name, o.total FROM users u JOIN orders o ON o.user_id = u.id "
          "WHERE u.email = %s AND o.status IN ('paid', 'shipped') ORDER BY o.created_at DESC "
