@@ -18,6 +18,7 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    need,
     start_traced,
     stop,
     validate,
@@ -25,8 +26,8 @@ from xray_testing import (
     xray_run,
 )
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+need("fastapi")
+need("uvicorn")
 
 APPS = ROOT / "integration" / "apps"
 DJANGO = APPS / "djproj"
@@ -220,7 +221,7 @@ def test_uvicorn_concurrent_requests_no_cross_talk(daemon):
 
 
 def test_uvicorn_psycopg_in_sync_endpoints(daemon):
-    pytest.importorskip("psycopg")
+    need("psycopg")
     from conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432, "apt-get install postgresql")
@@ -324,7 +325,7 @@ def test_uvicorn_run_from_script(daemon, tmp_path):
 @pytest.mark.parametrize("preload", [False, True], ids=["", "preload"])
 def test_gunicorn_uvicorn_worker(daemon, worker, preload):
     if worker.startswith("uvicorn_worker"):
-        pytest.importorskip("uvicorn_worker")
+        need("uvicorn_worker")
     extra = ["--preload"] if preload else []
     p, port = start(GUNICORN + extra + ["-k", worker, "fastapiapp:app"], daemon)
     try:
@@ -334,7 +335,7 @@ def test_gunicorn_uvicorn_worker(daemon, worker, preload):
 
 
 def test_hypercorn(daemon):
-    pytest.importorskip("hypercorn")
+    need("hypercorn")
     p, port = start([str(BIN / "hypercorn"), "-b", "127.0.0.1:{port}", "fastapiapp:app"], daemon)
     try:
         exercise(port, daemon, "fastapiapp")
@@ -343,7 +344,7 @@ def test_hypercorn(daemon):
 
 
 def test_daphne(daemon):
-    pytest.importorskip("daphne")
+    need("daphne")
     p, port = start([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "{port}",
                      "fastapiapp:app"], daemon)
     try:
@@ -356,7 +357,7 @@ DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "djproj.settings"}
 
 
 def test_django_asgi_uvicorn(daemon):
-    pytest.importorskip("django")
+    need("django")
     p, port = start(UVICORN + ["djproj.asgi:application"], daemon, cwd=DJANGO, **DJANGO_ENV)
     try:
         exercise(port, daemon, "djproj", route="/items/<int:item_id>/", item="/items/7/",
@@ -366,7 +367,7 @@ def test_django_asgi_uvicorn(daemon):
 
 
 def test_django_wsgi_gunicorn(daemon):
-    pytest.importorskip("django")
+    need("django")
     p, port = start(GUNICORN + ["djproj.wsgi"], daemon, cwd=DJANGO, **DJANGO_ENV)
     try:
         exercise(port, daemon, "djproj", route="/items/<int:item_id>/", item="/items/7/",
@@ -376,7 +377,7 @@ def test_django_wsgi_gunicorn(daemon):
 
 
 def test_django_runserver_name(daemon):
-    pytest.importorskip("django")
+    need("django")
     p, port = start([PY, "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"], daemon,
                     cwd=DJANGO)
     try:
@@ -394,14 +395,14 @@ def test_gunicorn_other_worker_classes_untouched(daemon, tmp_path, worker):
     """Worker classes that load something other than a WSGI callable serve as without the
     agent (the WSGI middleware is never wrapped around what they load)."""
     if worker.startswith("aiohttp"):
-        pytest.importorskip("aiohttp")
+        need("aiohttp")
         (tmp_path / "aioapp.py").write_text(
             "from aiohttp import web\n"
             "async def hello(request):\n    return web.Response(text='aiohttp here')\n"
             "app = web.Application()\napp.router.add_get('/warmup', hello)\n")
         target, text = "aioapp:app", b"aiohttp here"
     else:
-        pytest.importorskip("tornado")
+        need("tornado")
         (tmp_path / "tornadoapp.py").write_text(
             "import tornado.web\n"
             "class Hello(tornado.web.RequestHandler):\n"

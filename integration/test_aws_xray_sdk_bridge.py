@@ -20,15 +20,16 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    need,
     stop,
     validate,
     wait_http,
     xray_run,
 )
 
-pytest.importorskip("aws_xray_sdk")
-pytest.importorskip("flask")
-pytest.importorskip("requests")
+need("aws_xray_sdk")
+need("flask")
+need("requests")
 
 APPS = ROOT / "integration" / "apps"
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"

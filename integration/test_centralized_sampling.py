@@ -247,7 +247,7 @@ def test_broken_proxy_leaves_requests_fast_and_sampled_by_the_default_rule(daemo
         elapsed = time.monotonic() - start
         assert elapsed < 12, elapsed  # generous: nothing waits for the proxy
         # the default rule: the first request each second, then 5%
-        assert 1 <= len(sampled) <= 15, sampled
+        assert 1 <= len(sampled) <= 8, sampled  # 20 of 20 would mean the rule is not applied
         check = subprocess.run(xray_run("--check"), capture_output=True, text=True, timeout=30,
                                env=centralized_env(daemon, tcp_port))
         assert "mode: centralized" in check.stdout

@@ -8,12 +8,12 @@ names and fields, and no value, key, literal or password in any datagram."""
 import subprocess
 
 import pytest
-from xray_testing import agent_env, free_port, http_get, stop, validate, wait_http, xray_run
+from xray_testing import agent_env, free_port, http_get, need, stop, validate, wait_http, xray_run
 
 from conftest import require_service
 
-pytest.importorskip("redis")
-pytest.importorskip("pymysql")
+need("redis")
+need("pymysql")
 
 VALUE = "e2e-redis-value-secret"
 KEY = "e2e-redis-key-secret"
@@ -101,8 +101,8 @@ def _services():
 @pytest.fixture
 def server(daemon, tmp_path):
     _services()
-    pytest.importorskip("MySQLdb")
-    pytest.importorskip("sqlalchemy")
+    need("MySQLdb")
+    need("sqlalchemy")
     (tmp_path / "cacheapp.py").write_text(APP)
     port = free_port()
     proc = subprocess.Popen(

@@ -11,6 +11,7 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    need,
     stop,
     validate,
     wait_http,
@@ -84,7 +85,7 @@ def test_gunicorn(daemon, extra):
 
 
 def test_gunicorn_gevent(daemon):
-    pytest.importorskip("gevent")
+    need("gevent")
     p, port = start(GUNICORN + ["--worker-class", "gevent", "plainapp:app"], daemon)
     try:
         exercise(port, daemon, "plainapp")

@@ -13,15 +13,16 @@ from xray_testing import (
     agent_env,
     free_port,
     http_get,
+    need,
     start_traced,
     stop,
     validate,
     wait_http,
 )
 
-pytest.importorskip("opentelemetry.sdk")
-pytest.importorskip("opentelemetry.instrumentation.wsgi")
-pytest.importorskip("fastapi")
+need("opentelemetry.sdk")
+need("opentelemetry.instrumentation.wsgi")
+need("fastapi")
 
 APPS = ROOT / "integration" / "apps"
 UVICORN = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from daemon_testing import HEADER, XRAY_AUTOINST, base_env, free_udp_tcp_port, wait_until
-from xray_testing import free_port, stop, wait_http, xray_run
+from xray_testing import free_port, skip_or_fail, stop, wait_http, xray_run
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = Path(__file__).resolve().parent / "apps" / "uiapp.py"
@@ -44,9 +44,7 @@ def _need_browser():
         missing.append("selenium (pip)")
     if missing:
         hint = "run scripts/system-deps.sh (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing {', '.join(missing)}: {hint}")
-        pytest.skip(f"missing {', '.join(missing)}: {hint}")
+        skip_or_fail(f"missing {', '.join(missing)}: {hint}")
 
 
 def _port_open(port) -> bool:

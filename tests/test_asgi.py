@@ -5,7 +5,7 @@ import asyncio
 import sys
 
 import pytest
-from xray_testing import validate
+from xray_testing import need, validate
 
 from xray_autoinst.contrib import web_asgi, web_gunicorn
 from xray_autoinst.core.tracer import current_entity
@@ -280,7 +280,7 @@ def test_gunicorn_wraps_only_for_its_wsgi_workers():
 
     assert web_gunicorn.serves_wsgi(sync.SyncWorker) and web_gunicorn.serves_wsgi(MyWorker)
     assert not web_gunicorn.serves_wsgi(base.Worker)
-    uvicorn_workers = pytest.importorskip("uvicorn.workers")
+    uvicorn_workers = need("uvicorn.workers")
     assert not web_gunicorn.serves_wsgi(uvicorn_workers.UvicornWorker)
 
 

@@ -9,9 +9,9 @@ import json
 
 import pytest
 from test_http_servers import FakeAWS, parse_trace_header, start_moto
-from xray_testing import install_tracer, subs, validate
+from xray_testing import install_tracer, need, subs, validate
 
-aiobotocore_session = pytest.importorskip("aiobotocore.session")
+aiobotocore_session = need("aiobotocore.session")
 import botocore.exceptions  # noqa: E402
 from aiobotocore import client as aio_client  # noqa: E402
 

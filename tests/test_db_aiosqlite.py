@@ -10,8 +10,9 @@ import sqlite3
 
 import pytest
 from sqltrace import assert_no_secret, sql_subsegments
+from xray_testing import need
 
-aiosqlite = pytest.importorskip("aiosqlite")
+aiosqlite = need("aiosqlite")
 from aiosqlite import core  # noqa: E402
 
 from xray_autoinst.contrib import ctx_threading, db_aiosqlite, db_sqlite3  # noqa: E402

@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 from sqltrace import assert_no_secret, request_segment, sql_subsegments
+from xray_testing import need
 
 from xray_autoinst.core import wrapping
 
@@ -52,7 +53,7 @@ DRIVERS = {
 @pytest.fixture(params=sorted(DRIVERS))
 def driver(request):
     d = DRIVERS[request.param]
-    pytest.importorskip(d.module)
+    need(d.module)
     return d
 
 
@@ -219,7 +220,7 @@ def test_same_results_with_and_without_the_agent(tracer, driver):
 
 # -- SQLAlchemy 2.x over each driver: the driver's subsegment, once --------------------------
 def test_sqlalchemy_one_subsegment_per_statement(traced, driver):
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = need("sqlalchemy")
     from sqlalchemy import text
 
     t, emitter = traced

@@ -14,8 +14,9 @@ from sqltrace import (
     require_postgres,
     sql_subsegments,
 )
+from xray_testing import need
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = need("psycopg")
 from psycopg import adapt, rows, sql  # noqa: E402
 
 from xray_autoinst.contrib import db_psycopg  # noqa: E402
@@ -118,7 +119,7 @@ def test_failing_statement_is_the_same_object(traced):
 
 def test_server_side_copy_pipeline_pool(traced):
     t, emitter = traced
-    psycopg_pool = pytest.importorskip("psycopg_pool")
+    psycopg_pool = need("psycopg_pool")
     with request_segment(t):
         with psycopg.connect(PG_DSN) as conn:
             with conn.cursor(name="ss") as cur:

@@ -14,8 +14,9 @@ from sqltrace import (
     require_postgres,
     sql_subsegments,
 )
+from xray_testing import need
 
-psycopg2 = pytest.importorskip("psycopg2")
+psycopg2 = need("psycopg2")
 from psycopg2 import extensions, extras, pool, sql  # noqa: E402
 
 from xray_autoinst.contrib import db_psycopg2  # noqa: E402

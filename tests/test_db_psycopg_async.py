@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 from sqltrace import PASSWORD, PG_DSN, assert_no_secret, require_postgres, sql_subsegments
+from xray_testing import need
 
-psycopg = pytest.importorskip("psycopg")
-psycopg_pool = pytest.importorskip("psycopg_pool")
+psycopg = need("psycopg")
+psycopg_pool = need("psycopg_pool")
 
 from xray_autoinst.contrib import db_psycopg  # noqa: E402
 

@@ -9,9 +9,9 @@ import inspect
 
 import pytest
 from sqltrace import assert_no_secret, request_segment, walk
-from xray_testing import install_tracer, validate
+from xray_testing import install_tracer, need, validate
 
-redis = pytest.importorskip("redis")
+redis = need("redis")
 import redis.asyncio  # noqa: E402, F811
 
 from xray_autoinst.contrib import db_redis, db_redis_asyncio  # noqa: E402

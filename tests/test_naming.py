@@ -1,6 +1,7 @@
 """The default service name: what the user started, decided once, never changed mid-run."""
 
 import pytest
+from xray_testing import need
 
 from xray_autoinst.contrib import _web
 
@@ -49,7 +50,7 @@ def test_explicit_name_wins(monkeypatch):
 
 
 def test_framework_objects_are_named_after_their_project(tmp_path, monkeypatch):
-    pytest.importorskip("starlette")
+    need("starlette")
     (tmp_path / "billing_app.py").write_text(
         "from starlette.applications import Starlette\napp = Starlette()\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from xray_testing import skip_or_fail
 
 from xray_autoinst.registry import INTEGRATIONS
 
@@ -92,9 +93,7 @@ CONTRACT = sorted(name for name in INTEGRATIONS if name != "uwsgi")
 @pytest.mark.parametrize("name", CONTRACT)
 def test_contract(name, case):
     if not _installed(name):
-        if CI:
-            pytest.fail(f"{name} is not installed in the test environment")
-        pytest.skip(f"{name} is not installed")
+        skip_or_fail(f"{name} is not installed in the test environment")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XRAY_", "AWS_XRAY"))}
     env["XRAY_AUTOINST_RAISE"] = "1"
     env["XRAY_SAMPLING"] = "local"

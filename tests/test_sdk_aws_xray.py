@@ -8,9 +8,9 @@ import sqlite3
 import threading
 
 import pytest
-from xray_testing import install_tracer, validate
+from xray_testing import install_tracer, need, validate
 
-pytest.importorskip("aws_xray_sdk")
+need("aws_xray_sdk")
 
 from aws_xray_sdk.core import AWSXRayRecorder, xray_recorder  # noqa: E402
 
@@ -531,7 +531,7 @@ def test_unpatch_restores_the_sdk(bridge):
 
 
 def test_flask_with_the_sdk_middleware_one_segment_one_response_header(bridge):
-    flask = pytest.importorskip("flask")
+    flask = need("flask")
     from aws_xray_sdk.ext.flask.middleware import XRayMiddleware as SdkMiddleware
 
     from xray_autoinst.wsgi import XRayMiddleware
@@ -566,7 +566,7 @@ def test_flask_with_the_sdk_middleware_one_segment_one_response_header(bridge):
 
 def test_flask_sdk_middleware_alone_opens_the_agent_segment(bridge):
     """Under a server the agent does not wrap, the SDK's middleware opens the segment."""
-    flask = pytest.importorskip("flask")
+    flask = need("flask")
     from aws_xray_sdk.ext.flask.middleware import XRayMiddleware as SdkMiddleware
 
     t, emitter = bridge

@@ -8,8 +8,9 @@ import asyncio
 
 import pytest
 from sqltrace import assert_no_secret, require_postgres, sql_subsegments
+from xray_testing import need
 
-sqlalchemy = pytest.importorskip("sqlalchemy")
+sqlalchemy = need("sqlalchemy")
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
@@ -53,7 +54,7 @@ def traced(tracer):
 
 
 def needs(driver):
-    pytest.importorskip(MODULES[driver])
+    need(MODULES[driver])
     if "sqlite" not in driver:
         require_postgres()
 

@@ -4,13 +4,13 @@ segment per execution with the task's fields, fault with cause, eager runs insid
 process mode in a worker, a broken receiver never failing a task."""
 
 import pytest
-from xray_testing import install_tracer, segment, subs, validate
+from xray_testing import install_tracer, need, segment, subs, validate
 
 from xray_autoinst.contrib import _work, db_sqlite3, task_celery
 from xray_autoinst.core import header
 from xray_autoinst.core.tracer import current_entity
 
-celery = pytest.importorskip("celery")
+celery = need("celery")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from xray_testing import skip_or_fail
 
 from xray_autoinst.registry import INTEGRATIONS
 
@@ -24,9 +25,7 @@ def _installed(module):
 
 def _need(module):
     if not _installed(module):
-        if CI:
-            pytest.fail(f"{module} is not installed in the test environment")
-        pytest.skip(f"{module} is not installed")
+        skip_or_fail(f"{module} is not installed in the test environment")
 
 
 def _run(script, *argv, env_extra=None):

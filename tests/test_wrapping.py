@@ -7,6 +7,7 @@ import inspect
 import types
 
 import pytest
+from xray_testing import need
 
 from xray_autoinst.core import wrapping
 
@@ -136,7 +137,7 @@ def test_exceptions_pass_through_unchanged():
 
 
 def test_a_wrapt_layer_over_ours_survives_our_unwrap():
-    wrapt = pytest.importorskip("wrapt")
+    wrapt = need("wrapt")
     mod = _module()
     original = mod.get
     wrapping.wrap(mod, "get", tracer)
@@ -159,7 +160,7 @@ def test_a_wrapt_layer_over_ours_survives_our_unwrap():
 
 
 def test_a_wrapt_layer_over_our_method_survives_our_unwrap():
-    wrapt = pytest.importorskip("wrapt")
+    wrapt = need("wrapt")
 
     class C(Base):
         pass

@@ -4,6 +4,7 @@ X-Ray daemon, schema validation of documents, and running ``xray-run`` as a user
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import socket
@@ -14,8 +15,28 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() == "true"  # under CI everything a test needs is there
+
+
+def skip_or_fail(msg: str):
+    """A test's prerequisite (a service, a package, a browser) is missing: skip it on a
+    developer's machine; under CI=true fail, so a missing piece is never a silent skip."""
+    if CI:
+        pytest.fail(msg + " -- under CI=true this is a failure")
+    pytest.skip(msg)
+
+
+def need(module: str):
+    """``pytest.importorskip`` that fails under CI=true: the module, imported."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        skip_or_fail(f"{module} is not installed ({exc})")
+
+
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "xray-segment-schema-v1.0.0.json"
 SHARED_SCHEMA = ROOT.parent / "shared" / "xray-segment-schema-v1.0.0.json"
 HEADER = b'{"format": "json", "version": 1}\n'
