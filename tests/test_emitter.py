@@ -315,7 +315,12 @@ def test_a_full_queue_drops_and_counts(monkeypatch):
     em._thread = threading.current_thread()
     for _ in range(150):
         em.submit(segment())
-    assert len(em._queue) == 100 and em.dropped == 50
+    # full at the first length submit() looks at from QUEUE_MAX on (every 64th: 127)
+    assert len(em._queue) == 127 and em.dropped == 23
+    em._queue.popleft()  # the sender takes one: room for one
+    em.submit(segment())
+    em.submit(segment())
+    assert len(em._queue) == 127 and em.dropped == 24
 
 
 def test_a_sender_that_died_is_started_again():

@@ -30,12 +30,16 @@ import weakref
 from .. import log as _log
 from . import encoder, ids
 
+# documents queued at most: the queue is full at the first length submit() looks at (every
+# 64th: 64k - 1) from this one on, 10 047, and stays there, looked at on every submit, until the
+# sender takes documents off it
 QUEUE_MAX = 10000
 # the longest a document waits before the sender takes it (plus the time to encode the batch):
 # one wake-up per interval however many documents came, none at all once traffic stops
 INTERVAL = 0.05
-# the PID is checked every this many queued documents (a C-forked child, with no sender of its
-# own, finds out within that many), and whether the sender still runs
+# submit() looks at the queue when its length is 63 modulo this (a literal there: a mask is the
+# cheapest test): the PID (a C-forked child, with no sender of its own, finds out within 64
+# documents), whether the sender still runs, whether the queue is full
 CHECK_EVERY = 64
 RESOLVE_RETRY = 5.0
 
@@ -154,9 +158,8 @@ class Emitter:
             self._drain(collections.deque((entity,)))
             return
         q = self._queue
-        n = len(q)
-        if n % CHECK_EVERY == CHECK_EVERY - 1 or n >= QUEUE_MAX:
-            q = self._crowded(n)
+        if len(q) & 63 == 63:  # CHECK_EVERY - 1
+            q = self._crowded(len(q))
             if q is None:
                 return
         q.append(entity)
@@ -173,8 +176,8 @@ class Emitter:
                     pass
 
     def _crowded(self, n):
-        """Every CHECK_EVERY documents, and when the queue is full: the queue to append to, or
-        None (the document is dropped)."""
+        """Every CHECK_EVERY documents: the queue to append to, or None (the queue is full: the
+        document is dropped, and its length stays where every submit looks)."""
         if self.check_fork():  # a C fork: the queue held the parent's documents
             return self._queue
         thread = self._thread
