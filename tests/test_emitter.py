@@ -337,6 +337,24 @@ def test_a_sender_that_died_is_started_again():
     assert em.sent == emitter_mod.CHECK_EVERY + 1
 
 
+def test_a_dead_sender_is_started_again_even_when_the_queue_is_full(monkeypatch):
+    monkeypatch.setattr(emitter_mod, "QUEUE_MAX", 100)
+    em = Emitter(("127.0.0.1", closed_port()))
+    em._idle = False
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    em._thread = dead
+    for _ in range(127):
+        em._queue.append(segment())
+    em.submit(segment())  # dropped, but a sender runs again and empties the queue
+    assert em.dropped == 1 and em._thread is not dead and em._thread.is_alive()
+    deadline = time.monotonic() + 5
+    while em._queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not em._queue
+
+
 def test_synchronous_mode_sends_from_the_calling_thread(daemon):
     em = Emitter(("127.0.0.1", daemon.port))
     em.synchronous = True

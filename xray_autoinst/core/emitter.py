@@ -183,7 +183,8 @@ class Emitter:
         thread = self._thread
         if thread is not None and not thread.is_alive():  # never expected: start another
             self._thread = None
-            self._idle = True
+            self._idle = False
+            self._start_thread()
         if n >= QUEUE_MAX:
             self.dropped += 1
             _log.limited("queue-full", _log.WARNING,
