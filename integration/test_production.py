@@ -165,6 +165,22 @@ def test_multiprocessing_children_get_their_own_state(daemon, tmp_path):
     assert sum(d["http"]["request"]["url"].endswith("/parent") for d in docs) == 1
 
 
+def test_multiprocessing_children_send_everything_without_shutdown(daemon, tmp_path):
+    # a child of multiprocessing ends in os._exit, skipping atexit: what it queued in its
+    # last sender interval must still be sent (its exit function flushes the agent)
+    script = tmp_path / "mp_noshutdown.py"
+    script.write_text(SCRIPT_MP.replace("    get_tracer().shutdown()\n", ""))
+    assert "shutdown" not in script.read_text()
+    proc = subprocess.run(xray_run(PY, str(script)), env=agent_env(daemon),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    daemon.wait(16, timeout=10)
+    time.sleep(0.3)
+    docs = daemon.documents
+    assert len(docs) == 16, [d["http"]["request"]["url"] for d in docs]
+    assert sum(d["http"]["request"]["url"].endswith("/child") for d in docs) == 15
+
+
 def test_untrusted_header_flood_samples_at_the_local_rate(daemon):
     rules = '{"version": 2, "default": {"fixed_target": 0, "rate": 0.0}}'
     p, port = gunicorn(daemon, "--workers", "1", XRAY_TRUST_TRACE_HEADER="false",

@@ -361,8 +361,25 @@ def after_fork_in_child():
             from . import resources
 
             resources.after_fork(tracer.config)
+            _flush_at_multiprocessing_exit()
     except Exception:  # noqa: BLE001
         pass
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """A ``multiprocessing`` child (fork start method) ends with ``os._exit``, skipping atexit,
+    right after its target returns: the documents it queued in its last sender interval would
+    be lost. Its exit function runs the finalizers registered in the child after its
+    bootstrap cleared the parent's (it runs the after-fork hooks next), so register one from
+    such a hook. (A process ``multiprocessing`` did not start never runs its after-fork hooks;
+    atexit's ``shutdown`` covers it.)"""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(tracer, _finalize_in_multiprocessing_child)
+
+
+def _finalize_in_multiprocessing_child(t) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, t.shutdown, exitpriority=-100)
 
 
 if hasattr(os, "register_at_fork"):
