@@ -157,3 +157,15 @@ def test_other_http_blocks_go_through_the_encoder(http):
         assert encoder._web_http(http) is None
     except (KeyError, TypeError):
         pass  # _http falls back on these as well
+
+
+@pytest.mark.parametrize("t", [1796425594.0, 1796425594.9999995, 1796425594.123456789, 0.5,
+                               -1.5, 2e11])
+def test_times_are_written_to_the_microsecond(t):
+    seg = Segment("svc", ids.trace_id(), start_time=t)
+    seg.end_time = t + 1.25
+    doc = json.loads(encoder.documents(seg)[0])
+    validate(doc)
+    assert abs(doc["start_time"] - t) < 2e-6 and abs(doc["end_time"] - (t + 1.25)) < 2e-6
+    assert doc["end_time"] >= doc["start_time"]
+    assert json.loads(encoder.in_progress_document(seg))["start_time"] == doc["start_time"]
