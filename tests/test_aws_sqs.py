@@ -3,7 +3,10 @@ the application's own), consumers ask for it without the application seeing it, 
 message taken with the boundary documented in contrib/aws_sqs.py (next take, poll again, delete,
 end of the loop, thread-pool task), empty polls record nothing, no message body recorded."""
 
+import asyncio
 import json
+import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +15,7 @@ import pytest
 from test_http_servers import start_moto
 from xray_testing import install_tracer, segment, subs, validate
 
+from xray_autoinst.asgi import XRayMiddleware as AsgiMiddleware
 from xray_autoinst.contrib import (
     _work,
     aws_botocore,
@@ -21,7 +25,9 @@ from xray_autoinst.contrib import (
     http_urllib3,
 )
 from xray_autoinst.core import header
+from xray_autoinst.core import tracer as tracer_mod
 from xray_autoinst.core.tracer import current_entity
+from xray_autoinst.wsgi import XRayMiddleware
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing",
          "aws_secret_access_key": "testing"}
@@ -38,7 +44,6 @@ def moto():
 
 @pytest.fixture
 def patched():
-    _work.units.clear()  # a message another file's test took and never let go of is not ours
     http_client.patch()
     http_urllib3.patch()
     aws_botocore.patch()
@@ -51,6 +56,7 @@ def patched():
     http_urllib3.unpatch()
     http_client.unpatch()
     assert not _work.units, _work.units  # every message's segment ended
+    assert not _work.taken and not tracer_mod.ending  # and nothing waits for a request's end
 
 
 @pytest.fixture
@@ -488,4 +494,209 @@ def test_broken_instrumentation_leaves_calls_unchanged(patched, sqs, queue, monk
     assert bodies == [BODY]
     assert "Attributes" not in resp["Messages"][0]
     monkeypatch.undo()
-    _work.units.clear()
+
+
+# -- a message taken during a request and let lie ends with the request -------------------------
+UNSAMPLED = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+
+
+def send_traced(t, sqs, queue):
+    """One message whose AWSTraceHeader says sampled: its segment is recorded."""
+    with segment(t, "producer") as prod:
+        sqs.send_message(QueueUrl=queue, MessageBody=BODY)
+    return prod
+
+
+def wsgi_call(app, trace_header=None):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/take", "QUERY_STRING": "",
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "HTTP_HOST": "web.test",
+               "wsgi.url_scheme": "http"}
+    if trace_header:
+        environ["HTTP_X_AMZN_TRACE_ID"] = trace_header
+    result = app(environ, lambda status, headers, exc_info=None: None)
+    try:
+        return b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+
+
+def asgi_call(app, trace_header=None):
+    headers = [(b"host", b"web.test")]
+    if trace_header:
+        headers.append((b"x-amzn-trace-id", trace_header.encode()))
+    scope = {"type": "http", "method": "GET", "path": "/take", "scheme": "http",
+             "query_string": b"", "headers": headers}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    asyncio.run(app(scope, receive, send))
+
+
+def lying_wsgi_app(sqs, queue, seen):
+    """Takes one message by indexing, calls AWS while handling it, never deletes it."""
+    def app(environ, start_response):
+        msg = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+        seen.append(current_entity.get())  # the message's segment while it is handled
+        sqs.list_queues()
+        start_response("200 OK", [("Content-Length", "2")])
+        assert msg["Body"] == BODY
+        return [b"ok"]
+
+    return app
+
+
+def lying_asgi_app(sqs, queue, seen, after=False):
+    async def app(scope, receive, send):
+        if not after:
+            msg = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+            seen.append(current_entity.get())
+            sqs.list_queues()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        if after:  # work after the response: the request's segment has ended already
+            msg = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+            seen.append(current_entity.get())
+            sqs.list_queues()
+        assert msg["Body"] == BODY
+
+    return app
+
+
+def the_message_ended_with_the_request(emitter, prod, seen):
+    [msg] = message_segments(emitter)
+    assert msg["id"] == seen[0].id and msg["trace_id"] == prod.trace_id
+    assert [c["aws"]["operation"] for c in subs(msg)] == ["ListQueues"]
+    assert not _work.units and not _work.taken and not tracer_mod.ending
+    assert current_entity.get() is None
+    return msg
+
+
+@pytest.mark.parametrize("request_header", [None, UNSAMPLED], ids=["sampled", "unsampled"])
+def test_wsgi_request_that_lets_a_message_lie_ends_it_as_it_ends(
+        tracer, patched, sqs, queue, request_header):
+    t, emitter = tracer
+    prod = send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    seen = []
+    app = XRayMiddleware(lying_wsgi_app(sqs, queue, seen), name="web")
+    assert wsgi_call(app, request_header) == b"ok"
+    msg = the_message_ended_with_the_request(emitter, prod, seen)
+    web = [d for d in docs_of(emitter) if d["name"] == "web"]
+    if request_header is None:  # the poll is the request's; the message ended before it
+        [web] = web
+        assert [c["aws"]["operation"] for c in subs(web)] == ["ReceiveMessage"]
+        assert web["start_time"] <= msg["start_time"] <= msg["end_time"] <= web["end_time"]
+    else:
+        assert web == []
+
+
+@pytest.mark.parametrize("request_header", [None, UNSAMPLED], ids=["sampled", "unsampled"])
+def test_asgi_request_that_lets_a_message_lie_ends_it_as_it_ends(
+        tracer, patched, sqs, queue, request_header):
+    t, emitter = tracer
+    prod = send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    seen = []
+    asgi_call(AsgiMiddleware(lying_asgi_app(sqs, queue, seen), name="web"), request_header)
+    the_message_ended_with_the_request(emitter, prod, seen)
+    assert len([d for d in docs_of(emitter) if d["name"] == "web"]) == (
+        1 if request_header is None else 0)
+
+
+def test_asgi_message_taken_after_the_response_ends_when_the_application_returns(
+        tracer, patched, sqs, queue):
+    t, emitter = tracer
+    prod = send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    seen = []
+    asgi_call(AsgiMiddleware(lying_asgi_app(sqs, queue, seen, after=True), name="web"))
+    the_message_ended_with_the_request(emitter, prod, seen)
+
+
+def test_a_thread_pool_task_keeps_the_message_open_after_the_request(
+        tracer, patched, sqs, queue):
+    t, emitter = tracer
+    prod = send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    seen = []
+    go = threading.Event()
+    pool = ThreadPoolExecutor(1)
+
+    def task(msg):
+        assert go.wait(10)
+        sqs.list_queues()
+
+    def app(environ, start_response):
+        msg = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+        seen.append(current_entity.get())
+        futures.append(pool.submit(task, msg))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    futures = []
+    try:
+        wsgi_call(XRayMiddleware(app, name="web"))
+        assert message_segments(emitter) == []  # the task holds it open
+        assert list(_work.units) == [seen[0]] and not _work.taken and not tracer_mod.ending
+        go.set()
+        futures[0].result(10)
+    finally:
+        go.set()
+        pool.shutdown()
+    [msg] = message_segments(emitter)
+    assert msg["id"] == seen[0].id and msg["trace_id"] == prod.trace_id
+    assert [c["aws"]["operation"] for c in subs(msg)] == ["ListQueues"]
+    assert not _work.units
+
+
+def test_a_request_that_deletes_its_message_leaves_nothing_waiting(tracer, patched, sqs, queue):
+    t, emitter = tracer
+    send_traced(t, sqs, queue)
+    emitter.documents.clear()
+
+    def app(environ, start_response):
+        for m in sqs.receive_message(QueueUrl=queue)["Messages"]:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            assert not _work.taken and not tracer_mod.ending  # let go at the delete
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wsgi_call(XRayMiddleware(app, name="web"))
+    [msg] = message_segments(emitter)
+    assert [c["aws"]["operation"] for c in subs(msg)] == ["DeleteMessage"]
+
+
+@pytest.mark.parametrize("sampled", ["1", "0"])
+def test_a_lambda_invocation_that_lets_a_message_lie_ends_it_before_its_result(
+        tracer, patched, sqs, queue, sampled):
+    t, emitter = tracer
+    prod = send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    hdr = header.parse(f"Root={prod.trace_id};Parent=53995c3f42cd8ad8;Sampled={sampled}")
+    facade, token = t.begin_facade(hdr, "fn")
+    sqs.receive_message(QueueUrl=queue)["Messages"].pop()
+    seen = [current_entity.get()]
+    sqs.list_queues()
+    t.end_facade(facade, token)
+    the_message_ended_with_the_request(emitter, prod, seen)
+
+
+def test_a_forked_child_does_not_inherit_open_messages(tracer, patched, sqs, queue):
+    t, emitter = tracer
+    send_traced(t, sqs, queue)
+    emitter.documents.clear()
+    with segment(t, "web"):
+        sqs.receive_message(QueueUrl=queue)["Messages"].pop()
+        assert _work.units and _work.taken and tracer_mod.ending
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's message is the parent's to end and send
+            os._exit(0 if not (_work.units or _work.taken or tracer_mod.ending) else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(message_segments(emitter)) == 1 and not _work.units

@@ -129,6 +129,25 @@ def test_timeline_tree_bars_and_marks():
     assert "250.0 ms" in row["DynamoDB"]
 
 
+def test_a_cause_that_is_a_childs_exception_id_names_the_record():
+    """A parent whose ``cause`` is the id of an exception a child recorded (X-Ray allows it; the
+    agent writes it when an exception propagates up from a downstream call) says where to look;
+    an id found nowhere in the trace is still shown."""
+    child = ent("b" * 16, "pay.internal", 0.1, 0.5, namespace="remote", fault=True,
+                cause={"exceptions": [{"id": "0123456789abcdef", "type": "ConnectionError",
+                                       "message": "refused"}]})
+    web = ent("a" * 16, "web", 0, 1.0, trace_id=TRACE, fault=True, cause="0123456789abcdef",
+              subsegments=[child, ent("c" * 16, "other", 0.5, 0.9, fault=True,
+                                      cause="feedfacefeedface")])
+    out = views.render_trace(merged_trace(TRACE, [web]), width=140, style=Style(unicode=False))
+    lines = out.splitlines()
+    web_at = next(i for i, ln in enumerate(lines) if ln.startswith("web"))
+    assert lines[web_at + 1].strip() == (
+        "! cause: see 0123456789abcdef (ConnectionError, recorded by pay.internal)")
+    assert any(ln.strip() == "! ConnectionError: refused" for ln in lines)
+    assert any(ln.strip() == "! cause: see feedfacefeedface" for ln in lines)
+
+
 def test_timeline_ascii_and_in_progress():
     merged = merged_trace(TRACE, [ent("a" * 16, "web", 0, None, trace_id=TRACE,
                                       subsegments=[ent("b" * 16, "q", 0, 0.5)])])

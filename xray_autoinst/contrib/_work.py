@@ -6,7 +6,12 @@ of a response) and by every thread-pool task submitted while it was current (``c
 hands it over). The segment ends when the last hold is released:
 
 - the taker's hold is released when that context takes the next message, polls again, deletes
-  the message (after the delete call, which is recorded in it), or finishes iterating;
+  the message (after the delete call, which is recorded in it), or finishes iterating -- or
+  when the request (any segment: web, task, Lambda invocation, sampled or not) that was current
+  when the message was taken ends, whichever comes first: a message a request took and let lie
+  does not stay open for the life of the process. The request's end is noticed through
+  ``tracer.ending``, which holds only the segments whose context took a message still held, so
+  a request that took none pays one truth test;
 - a task's hold is released when the task returns or raises; an exception escaping a task that
   was given the message itself (``pool.submit(handle, msg)``, ``pool.map(handle, msgs)``) is
   recorded as the segment's fault and cause.
@@ -16,6 +21,7 @@ Unsampled units are held the same way (they carry ``Sampled=0`` downstream) and 
 
 from __future__ import annotations
 
+import os
 import threading
 
 from .. import log as _log
@@ -23,8 +29,12 @@ from ..core import tracer as _tracer_mod
 from . import _guard
 
 _current = _tracer_mod.current_entity
+_ending = _tracer_mod.ending
 _lock = threading.Lock()
 units: dict = {}  # open units: segment (or UnsampledSegment) -> Unit
+# outer segment -> [the units its context took and still holds as taker]; each key is also in
+# tracer.ending, which calls _outer_ended when that segment ends
+taken: dict = {}
 
 
 fail = _guard.reporter(
@@ -32,7 +42,7 @@ fail = _guard.reporter(
 
 
 class Unit:
-    __slots__ = ("seg", "outer", "item", "holds", "taker", "deleting")
+    __slots__ = ("seg", "outer", "item", "holds", "taker", "deleting", "within")
 
     def __init__(self, seg, outer, item):
         self.seg = seg
@@ -41,6 +51,8 @@ class Unit:
         self.holds = 1
         self.taker = True
         self.deleting = False
+        # the segment whose end releases the taker's hold (outer's; None outside any)
+        self.within = outer.segment if outer is not None else None
 
 
 def become_worker(tracer, what: str) -> None:
@@ -61,12 +73,51 @@ def become_worker(tracer, what: str) -> None:
 
 
 def begin(tracer, hdr, outer, item) -> Unit:
-    """A segment for ``item``, made current in the calling context."""
+    """A segment for ``item``, made current in the calling context. ``outer``: the entity
+    current before (None in a worker loop); the taker's hold goes at the latest when its
+    segment ends."""
     seg, _token = tracer.begin_segment(None, hdr)
     unit = Unit(seg, outer, item)
+    within = unit.within
     with _lock:
         units[seg] = unit
+        if within is not None:
+            held = taken.get(within)
+            if held is None:
+                taken[within] = [unit]
+                _ending[within] = _outer_ended
+            else:
+                held.append(unit)
     return unit
+
+
+def _forget(unit) -> None:
+    """``unit``'s taker hold is gone: its outer segment's end no longer concerns it (under
+    ``_lock``)."""
+    within = unit.within
+    held = taken.get(within) if within is not None else None
+    if held is None:
+        return
+    try:
+        held.remove(unit)
+    except ValueError:
+        return
+    if not held:
+        del taken[within]
+        _ending.pop(within, None)
+
+
+def _outer_ended(seg) -> None:
+    """``tracer.ending``'s hook: the segment current when messages were taken ended (a request
+    that took a message and neither deleted nor iterated it): the taker lets go of them. A
+    thread-pool task still holding one keeps it open until the task ends."""
+    try:
+        with _lock:
+            held = taken.pop(seg, ())
+        for unit in held:
+            release_taker(unit)
+    except Exception:  # noqa: BLE001
+        fail("outer-end")
 
 
 def _release(unit, exc=None) -> None:
@@ -90,6 +141,8 @@ def release_taker(unit):
     with _lock:
         held = unit.taker
         unit.taker = False
+        if held:
+            _forget(unit)
     if held:
         _release(unit)
     if _current.get() is unit.seg:
@@ -137,3 +190,16 @@ def handoff(unit, fn, args):
         return result
 
     return _run_holding
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the parent's open units: the parent ends and sends them, the
+    child never (its copies would be duplicates). A lock another thread held is free again."""
+    global _lock
+    _lock = threading.Lock()
+    units.clear()
+    taken.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

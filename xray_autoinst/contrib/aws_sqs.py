@@ -4,20 +4,21 @@ trace carried by every message sent.
 Consumers
     ``ReceiveMessage`` also asks for the ``AWSTraceHeader`` system attribute (added to the
     attribute list the application gave, never replacing it; taken out of the messages again
-    when the application did not ask for it). When the response holds messages, its
-    ``Messages`` list is replaced by a list that notices when the application takes a message
-    out of it (iterating it, indexing it, ``pop``). Taking a message begins a segment named
-    after the service, continuing the message's ``AWSTraceHeader`` (a fresh trace when it has
-    none or an invalid one; sampled by the rules when it carries no decision), with the queue
-    recorded; that segment is current while the message is handled, so the calls made meanwhile
-    are its subsegments. The boundary (see ``_work``): the segment ends when the same context
-    takes the next message, polls again, deletes the message (the ``DeleteMessage`` call is
-    its last subsegment), or finishes iterating -- or, when the message was handed to a thread
-    pool, when that task ends. A poll made outside any segment is never recorded (whatever
-    ``XRAY_CONTEXT_MISSING`` says), so empty polls cost nothing; under ``process``, the process
-    segment ends when the first message is taken (it covered the start-up) and calls made
-    between messages are not recorded, so a worker loop never turns into one never-ending
-    segment. Message bodies, attributes and receipt handles are never read
+    when the application did not ask for it). When the response holds messages, its ``Messages``
+    list is replaced by a list that notices when the application takes a message out of it
+    (iterating it, indexing it, ``pop``). Taking a message begins a segment named after the
+    service, continuing the message's ``AWSTraceHeader`` (a fresh trace when it has none or an
+    invalid one; sampled by the rules when it carries no decision), with the queue recorded;
+    that segment is current while the message is handled, so the calls made meanwhile are its
+    subsegments. The boundary (see ``_work``): the segment ends when the same context takes the
+    next message, polls again, deletes the message (the ``DeleteMessage`` call is its last
+    subsegment), or finishes iterating, or when the request that was current when the message
+    was taken ends (a request that takes a message and lets it lie) -- or, when the message was
+    handed to a thread pool, when that task ends. A poll made outside any segment is never
+    recorded (whatever ``XRAY_CONTEXT_MISSING`` says), so empty polls cost nothing; under
+    ``process``, the process segment ends when the first message is taken (it covered the
+    start-up) and calls made between messages are not recorded, so a worker loop never turns
+    into one never-ending segment. Message bodies, attributes and receipt handles are never read
     into a document. boto3 resources (``queue.receive_messages()``) work the same way: building
     the ``sqs.Message`` resources is not a take, taking a resource from the list is.
 
@@ -250,8 +251,8 @@ def _take(messages, item):
         if not tracer.enabled or not _state["patched"]:
             return None
         cur = _current.get()
-        if cur is not None and cur is tracer.process_segment:
-            cur = None
+        if cur is not None and cur.segment is tracer.process_segment:
+            cur = None  # the process segment is no request: this is a worker loop
         if tracer.context_missing == "process":
             _work.become_worker(tracer, "SQS consumer")
         outer = cur
@@ -261,13 +262,16 @@ def _take(messages, item):
             _work.release_taker(prev)
         hdr = _header.parse(messages._xray_headers.get(id(item)))
         unit = _work.begin(tracer, hdr, outer, item)
-        seg = unit.seg
-        if seg.sampled:
-            _record(seg, messages._xray_queue, item)
-        return unit
     except Exception:  # noqa: BLE001
         _work.fail("sqs-take")
         return None
+    try:  # the unit is open: whatever happens here, it is returned (and so ends)
+        seg = unit.seg
+        if seg.sampled:
+            _record(seg, messages._xray_queue, item)
+    except Exception:  # noqa: BLE001
+        _work.fail("sqs-record")
+    return unit
 
 
 def _record(seg, queue_url, item):

@@ -31,6 +31,8 @@ from . import _guard, _web
 
 _parse = _header.parse
 _current = _tracer_mod.current_entity
+_ending = _tracer_mod.ending  # (a message taken during a request is let go when it ends)
+_run_ending = _tracer_mod.run_ending
 _TRACE_HEADER = b"x-amzn-trace-id"
 _time = time.time
 
@@ -102,6 +104,8 @@ class XRayMiddleware(_web.AppWrapper):
                 _current.reset(token)
             except ValueError:  # the application switched contexts under us
                 _current.set(None)
+            if _ending:  # unsampled, or taken after the response (work after it)
+                _run_ending(seg)
 
 
 def _unsampled_send(send, echo):

@@ -16,6 +16,8 @@ from ..core.wrapping import hide_frames
 from . import _guard, _web
 
 _parse = _header.parse
+_ending = _tracer_mod.ending  # (a message taken during a request is let go when it ends)
+_run_ending = _tracer_mod.run_ending
 
 
 def get_version():
@@ -114,6 +116,8 @@ class XRayMiddleware(_web.AppWrapper):
                 _tracer_mod.current_entity.reset(token)
             except ValueError:
                 _tracer_mod.current_entity.set(None)
+            if _ending:  # an unsampled request does not pass through end_segment
+                _run_ending(seg)
 
     def _sampled(self, environ, start_response, tracer, seg, token, echo):
         state = [None, None]  # status, content-length

@@ -31,6 +31,19 @@ current_entity: contextvars.ContextVar = contextvars.ContextVar(
 _get = current_entity.get
 _set = current_entity.set
 _time = time.time
+# segment (sampled, unsampled or facade) -> a function called with it once, as it ends: the
+# agent's own bookkeeping (contrib._work: a received message taken while a request was current
+# is let go when that request ends). Empty unless such a message was taken, so a request pays
+# one truth test. Never rebound: the web middlewares hold it for requests that end without
+# end_segment (unsampled ones).
+ending: dict = {}
+
+
+def run_ending(seg) -> None:
+    """Run what waits for ``seg`` to end, if anything (see ``ending``)."""
+    hook = ending.pop(seg, None)
+    if hook is not None:
+        hook(seg)
 
 
 class Tracer:
@@ -138,6 +151,8 @@ class Tracer:
                 current_entity.reset(token)
             except ValueError:  # ended in another context
                 _set(None)
+        if ending:
+            run_ending(seg)
         if not seg.sampled:
             return
         seg.end_time = _time() if end_time is None else end_time
@@ -168,6 +183,8 @@ class Tracer:
                 current_entity.reset(token)
             except ValueError:  # ended in another context
                 _set(None)
+        if ending:
+            run_ending(seg)
 
     def _emit(self, seg) -> None:
         with seg.lock:
@@ -278,6 +295,7 @@ class Tracer:
         again. (The emitter and ids check the PID on use as well, for C forks such as
         uWSGI's, where ``os.register_at_fork`` hooks do not run.)"""
         _set(None)
+        ending.clear()  # the parent's requests end in the parent
         self.open_segments = {}
         self.process_segment = None
         self.call_segments = set()

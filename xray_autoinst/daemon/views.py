@@ -194,8 +194,30 @@ def describe(entity: dict) -> str:
     return ""
 
 
-def _exception_line(entity: dict) -> str | None:
+def _exception_records(entities) -> dict:
+    """Exception id -> (the entity that recorded it, the record), over ``entities``."""
+    out: dict = {}
+    for entity in entities:
+        cause = entity.get("cause")
+        excs = cause.get("exceptions") if isinstance(cause, dict) else None
+        if isinstance(excs, list):
+            for exc in excs:
+                if isinstance(exc, dict) and isinstance(exc.get("id"), str):
+                    out.setdefault(exc["id"], (entity, exc))
+    return out
+
+
+def _exception_line(entity: dict, records: dict | None = None) -> str | None:
     cause = entity.get("cause")
+    if isinstance(cause, str) and cause:
+        # the id of an exception recorded elsewhere (a child's record, as X-Ray allows)
+        text = f"cause: see {cause}"
+        found = (records or {}).get(cause)
+        if found is not None:
+            owner, exc = found
+            kind = exc.get("type") or "exception"
+            text += f" ({kind}, recorded by {owner.get('name') or '?'})"
+        return one_line(text)
     if not isinstance(cause, dict):
         return None
     excs = cause.get("exceptions")
@@ -295,6 +317,7 @@ def render_trace(merged: dict, *, width: int = 120, style: Style = Style()) -> s
     lines.append(
         style.dim(_pad("ENTITY", name_w) + "  " + axis + "  " + "DURATION".rjust(dur_w) + "  MARKS")
     )
+    records = _exception_records(e for e, _ in entries)
     for entity, lasts in entries:
         label = _prefix(lasts, style) + str(entity.get("name") or "?")
         what = describe(entity)
@@ -336,7 +359,7 @@ def render_trace(merged: dict, *, width: int = 120, style: Style = Style()) -> s
             marks.append("in progress")
         mark_text = " ".join(_style_mark(m, style) for m in marks)
         lines.append(f"{_pad(label, name_w)}  {bar}  {duration.rjust(dur_w)}  {mark_text}".rstrip())
-        exc = _exception_line(entity)
+        exc = _exception_line(entity, records)
         if exc:
             indent = " " * (len(_prefix(lasts, style)) + 3)
             lines.append(style.red(clip(f"{indent}! {exc}", width)))
