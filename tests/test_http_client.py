@@ -282,6 +282,41 @@ def test_header_set_by_the_caller_is_kept(tracer, patched, server):
     assert len(subs(only_doc(emitter))) == 2
 
 
+@pytest.mark.parametrize("lineage, tracestate, written", [
+    (None, None, ()),  # the usual case: both lines formatted in begin_exchange
+    ("a87bd80c:1|68fd508a:5", None, ()),  # through core.header.format
+    (None, "vendor=1", ()),  # through tracer.w3c_headers
+    (None, None, (("TraceParent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),)),  # the caller's
+    (None, None, (("X-AMZN-TRACE-ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),)),
+])
+def test_trace_headers_are_core_headers_formats(tracer, patched, server, lineage, tracestate,
+                                                written):
+    """The trace headers begin_exchange writes out itself are exactly core.header's (and a
+    header the caller wrote, in any case, wins)."""
+    from xray_autoinst.core import header
+
+    t, emitter = tracer
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    with segment(t) as seg:
+        seg.lineage, seg.tracestate = lineage, tracestate
+        conn.putrequest("GET", "/fmt")
+        for name, value in written:
+            conn.putheader(name, value)
+        conn.endheaders()
+        conn.getresponse().read()
+    conn.close()
+    [sub] = subs(only_doc(emitter))
+    validate(only_doc(emitter))
+    [got] = server.requests
+    mine = {k.lower(): v for k, v in written}
+    sent = {k.lower(): v for k, v in got["headers"].items()}
+    assert sent["x-amzn-trace-id"] == (mine.get("x-amzn-trace-id") or header.format(
+        seg.trace_id, sub["id"], True, lineage))
+    assert sent["traceparent"] == (mine.get("traceparent") or header.format_traceparent(
+        seg.trace_id, sub["id"], True))
+    assert sent.get("tracestate") == tracestate
+
+
 def test_unsampled_request_propagates_sampled_0(server, patched):
     t, emitter = install_tracer(
         {"XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 0}}'})
