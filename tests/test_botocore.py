@@ -208,7 +208,7 @@ def test_outside_any_request_nothing_recorded(tracer, patched, fake):
     assert emitter.documents == [] and fake.trace_headers() == [None]
 
 
-@pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata",
+@pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata", "_plan",
                                     "_ensure_handler"])
 def test_broken_instrumentation_leaves_calls_unchanged(patched, fake, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
