@@ -186,8 +186,8 @@ def test_nothing_recorded_outside_a_request(traced, fake):
     assert fake.trace_headers() == [None]  # no header outside a trace
 
 
-@pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata", "_plan",
-                                    "_ensure_handler"])
+@pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata",
+                                    "_plan", "_ensure_handler"])
 def test_broken_instrumentation_leaves_calls_unchanged(fake, monkeypatch, helper):
     from xray_autoinst.core.tracer import current_entity
 
