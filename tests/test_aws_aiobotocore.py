@@ -187,7 +187,7 @@ def test_nothing_recorded_outside_a_request(traced, fake):
 
 
 @pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata",
-                                    "_ensure_handler"])
+                                    "_plan", "_ensure_handler"])
 def test_broken_instrumentation_leaves_calls_unchanged(fake, monkeypatch, helper):
     from xray_autoinst.core.tracer import current_entity
 

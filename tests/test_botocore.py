@@ -213,7 +213,7 @@ def test_outside_any_request_nothing_recorded(tracer, patched, fake):
 
 
 @pytest.mark.parametrize("helper", ["_begin", "_identifiers", "_result", "_error", "_metadata",
-                                    "_ensure_handler"])
+                                    "_plan", "_ensure_handler"])
 def test_broken_instrumentation_leaves_calls_unchanged(patched, fake, monkeypatch, helper):
     t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
 
@@ -268,3 +268,23 @@ def test_make_api_call_called_with_keywords_is_traced(tracer, patched, fake):
     assert [(s["name"], s["namespace"], s["aws"]["operation"], s["aws"]["table_name"],
              s["aws"]["region"]) for s in subs(doc)] == [
         ("dynamodb", "aws", "GetItem", "t", ddb.meta.region_name)] * 2
+
+
+def test_header_handler_uses_the_checked_headers_dict_and_keeps_a_callers_header(patched):
+    """The installed botocore's HeadersDict passes the check at patch time (the handler sets
+    its headers in the dict directly), and a trace header already on the request wins."""
+    from botocore.awsrequest import HeadersDict
+
+    assert aws_botocore._fast_headers[0] is HeadersDict
+
+    class Req:
+        headers = HeadersDict({"x-amzn-trace-id": "Root=mine"})
+
+    t, _emitter = install_tracer({})
+    seg, token = t.begin_segment("svc")
+    try:
+        aws_botocore._inject_header(request=Req)
+    finally:
+        t.end_segment(seg, token)
+    assert Req.headers["X-Amzn-Trace-Id"] == "Root=mine"
+    assert Req.headers["traceparent"].startswith("00-")

@@ -36,7 +36,7 @@ def _close(sub, result, exc) -> None:
 
 
 async def _traced_make_api_call(wrapped, instance, args, kwargs):
-    sub = _calls.attempt(_fail, "begin", _bc._begin, instance, args, kwargs)
+    sub = _calls.attempt(_fail, "begin", _bc.begin_args, instance, args, kwargs)
     if sub is _INTERNAL:
         token = _http.internal.set(True)
         return await _calls.acall(token, _bc.internal_reset, wrapped, args, kwargs)
@@ -50,6 +50,8 @@ def patch():
     if getattr(target, "_xray_autoinst_patched", False):
         return
     aws_botocore.load_exceptions(exceptions)
+    if aws_botocore._fast_headers[0] is None:
+        aws_botocore._fast_headers = aws_botocore._header_store() or (None, {})
     target.AioBaseClient._xray_autoinst_events = False  # see aws_botocore._ensure_handler
     wrapping.wrap_async(target.AioBaseClient, "_make_api_call", _traced_make_api_call)
     aws_botocore._state["aio"] = True

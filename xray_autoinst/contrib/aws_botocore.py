@@ -30,7 +30,7 @@ _HANDLER_ID = "xray-autoinst-trace-header"
 _INTERNAL = object()
 # "aio": aiobotocore's patch (aws_aiobotocore) uses this module's handler and helpers too
 _state = {"patched": False, "aio": False, "remote": (), "client_error": None}
-# Per-service hooks, endpoint prefix -> object with ``before(client, args, kwargs) -> bool``
+# Per-service hooks, endpoint prefix -> object with ``before(client, operation, params) -> bool``
 # (False: neither this call nor anything under it is recorded) and ``after(sub, exc)`` (once
 # the call's subsegment has ended).
 # Filled by patch(): the SQS message logic lives in aws_sqs.
@@ -84,25 +84,137 @@ _fail = _guard.reporter(
     "botocore", "xray-autoinst AWS SDK instrumentation failed (%s); the call is unaffected")
 
 
+class _Client:
+    """What every call of one client records alike (kept on the client as
+    ``_xray_autoinst_events``): its endpoint prefix, its region, whether the header handler is
+    registered, and the plan of each operation called so far."""
+
+    __slots__ = ("prefix", "region", "header", "ops")
+
+    def __init__(self, prefix, region):
+        self.prefix = prefix
+        self.region = region
+        self.header = False
+        self.ops = {}
+
+
+class _Operation:
+    """One operation of one client, worked out on its first call from the operation's model:
+    the request parameters that name a resource (param, aws field, is a map of tables) and the
+    response members recorded (key, aws field). Nothing else is looked at per call."""
+
+    __slots__ = ("name", "params", "results")
+
+    def __init__(self, name, params, results):
+        self.name = name
+        self.params = params
+        self.results = results
+
+
+class _Call(Subsegment):
+    """The subsegment of one API call; ``operation`` is its plan (not encoded)."""
+
+    __slots__ = ("operation",)
+
+
+# response members recorded, when the operation's output has them
+_RESULTS = (("MessageId", "message_id"), ("Messages", "message_count"), ("Count", "count"),
+            ("ScannedCount", "scanned_count"))
+_MAX_OPS = 512  # plans kept per client
+_candidates_of: dict = {}
+
+
+def _candidates(prefix):
+    """Every (parameter, aws field, is a map of tables) that can name a resource in ``prefix``."""
+    found = _candidates_of.get(prefix)
+    if found is None:
+        table = dict(IDENTIFIERS)
+        table.update(SERVICE_IDENTIFIERS.get(prefix) or {})
+        found = tuple((p, f, False) for p, f in table.items()) + tuple(
+            (p, "table_names", True) for p in _TABLE_MAPS)
+        _candidates_of[prefix] = found
+    return found
+
+
+def _plan(client, info, operation):
+    name = operation if type(operation) is str else str(operation)
+    candidates = _candidates(info.prefix)
+    try:
+        model = client.meta.service_model.operation_model(name)
+        shape = model.input_shape
+        inputs = shape.members if shape is not None else {}
+        shape = model.output_shape
+        outputs = shape.members if shape is not None else {}
+        params = tuple(c for c in candidates if c[0] in inputs)
+        results = tuple(r for r in _RESULTS if r[0] in outputs)
+    except Exception:  # noqa: BLE001 - no model for it: every candidate is looked at
+        params, results = candidates, _RESULTS
+    plan = _Operation(name, params, results)
+    if len(info.ops) < _MAX_OPS:
+        info.ops[operation] = plan
+    return plan
+
+
+def _header_store():
+    """(botocore's ``HeadersDict``, its keys for our headers) when a prepared request's headers
+    keep their entries as checked here (a dict ``_dict`` keyed by ``_HeaderKey``, compared
+    without case): the handler then looks up and sets its headers in that dict with keys made
+    once (the mapping's ``in`` raises and catches a KeyError per absent header, and builds a key
+    per lookup: ~8 000 instructions for each check). None: the mapping's own methods."""
+    try:
+        from botocore.awsrequest import HeadersDict, _HeaderKey
+
+        keys = {n: _HeaderKey(n) for n in (_http.TRACE_HEADER, "traceparent", "tracestate")}
+        probe = HeadersDict({"x-amzn-trace-id": "a", "Other": "b"})
+        store = probe._dict
+        if type(store) is not dict or keys[_http.TRACE_HEADER] not in store:
+            return None
+        store[keys["traceparent"]] = "c"
+        if (keys["tracestate"] in store or probe.get("TRACEPARENT") != "c"
+                or list(probe.items()) != [("x-amzn-trace-id", "a"), ("Other", "b"),
+                                           ("traceparent", "c")]):
+            return None
+        return HeadersDict, keys
+    except Exception:  # noqa: BLE001 - another botocore: the generic path
+        return None
+
+
+_fast_headers = (None, {})  # set by patch()
+
+
 def _inject_header(request=None, **_kwargs):
     """``before-send`` handler: the trace header on the prepared request (every attempt)."""
     try:
-        if not (_state["patched"] or _state["aio"]) or request is None:
+        if request is None or not (_state["patched"] or _state["aio"]):
             return
         cur = _current.get()
         if cur is None:
             return
-        if cur.sampled and cur.aws is not None and cur.namespace == "aws":
-            attempts = cur.aws.get("retries", -1) + 1
-            cur.aws["retries"] = attempts
+        if cur.sampled and cur.namespace == "aws":
+            aws = cur.aws
+            if aws is not None:
+                aws["retries"] = aws.get("retries", -1) + 1
         headers = request.headers
         tracer = _tracer_mod.tracer
+        kind, keys = _fast_headers
+        if type(headers) is kind:
+            store = headers._dict
+            if tracer.use_w3c and keys["traceparent"] not in store:
+                for name, value in tracer.w3c_headers(cur):
+                    store[keys[name]] = value
+            key = keys[_http.TRACE_HEADER]
+            if key in store:
+                return
+            value = tracer.outgoing_header(cur)
+            if value is not None:
+                store[key] = value
+            return
         if tracer.use_w3c and "traceparent" not in headers:
             for name, value in tracer.w3c_headers(cur):
                 headers[name] = value
         if _http.TRACE_HEADER in headers:
             return
-        value = tracer.outgoing_header(None)
+        value = tracer.outgoing_header(cur)
         if value is not None:
             headers[_http.TRACE_HEADER] = value
     except Exception:  # noqa: BLE001 - an event handler that raises would fail the call
@@ -112,17 +224,22 @@ def _inject_header(request=None, **_kwargs):
             pass
 
 
-def _ensure_handler(client, prefix=None):
-    """Register the header handler on ``client`` once; ``client._xray_autoinst_events`` then
-    holds what every call of that client records alike: (endpoint prefix, region)."""
+def _describe(client):
+    """The client's ``_Client``, made on its first call."""
     # an attribute with a class default: a missing one would go through BaseClient.__getattr__
     # (an event emitted per lookup), and reading __dict__ slows every attribute access after
-    if client._xray_autoinst_events:
-        return
     meta = client.meta
-    meta.events.register_first("before-send", _inject_header, unique_id=_HANDLER_ID)
-    client._xray_autoinst_events = (prefix or _prefix(meta.service_model),
-                                    str(meta.region_name))
+    info = _Client(_prefix(meta.service_model), str(meta.region_name))
+    client._xray_autoinst_events = info
+    return info
+
+
+def _ensure_handler(client, info):
+    """Register the header handler on ``client`` once."""
+    if not info.header:
+        client.meta.events.register_first("before-send", _inject_header,
+                                          unique_id=_HANDLER_ID)
+        info.header = True
 
 
 def _prefix(model):
@@ -132,17 +249,19 @@ def _prefix(model):
         return model.service_name
 
 
-def _begin(client, args, kwargs):
+def _begin(client, operation, params):
     """The subsegment for this call, _INTERNAL for the agent's own calls, or None."""
     tracer = _tracer_mod.tracer if _tracer_mod._configured else _tracer_mod.get_tracer()
     if not tracer.enabled:
         return None
-    known = client._xray_autoinst_events  # (prefix, region) once the handler is registered
-    prefix = known[0] if known else _prefix(client.meta.service_model)
+    info = client._xray_autoinst_events
+    if not info:
+        info = _describe(client)
+    prefix = info.prefix
     if prefix == "xray" or _http.internal.get():
         return _INTERNAL
     hooks = HOOKS.get(prefix)
-    if hooks is not None and not hooks.before(client, args, kwargs):
+    if hooks is not None and not hooks.before(client, operation, params):
         return _INTERNAL  # e.g. an SQS poll outside any segment: nothing recorded under it
     cur = _current.get()
     if cur is None:
@@ -151,22 +270,23 @@ def _begin(client, args, kwargs):
         if getattr(threading.current_thread(), _http.INTERNAL, False):
             return _INTERNAL
     elif not cur.sampled:
-        _ensure_handler(client, prefix)  # Sampled=0 still goes downstream
+        if not info.header:
+            _ensure_handler(client, info)  # Sampled=0 still goes downstream
         return None
-    if not known:
-        _ensure_handler(client, prefix)
-        known = client._xray_autoinst_events
-    operation = args[0] if args else kwargs.get("operation_name")
-    params = args[1] if len(args) > 1 else kwargs.get("api_params")
-    aws = {"operation": operation if type(operation) is str else str(operation),
-           "region": known[1]}
-    if isinstance(params, dict):
+    if not info.header:
+        _ensure_handler(client, info)
+    plan = info.ops.get(operation)
+    if plan is None:
+        plan = _plan(client, info, operation)
+    aws = {"operation": plan.name, "region": info.region}
+    if plan.params and isinstance(params, dict):
         try:
-            _identifiers(prefix, params, aws)
+            _identifiers(plan.params, params, aws)
         except Exception:  # noqa: BLE001 - the call is still recorded, without them
             _fail("identifiers")
     if cur is not None:  # what tracer.begin_subsegment does, one call less
-        sub = Subsegment(prefix, cur, "aws")
+        sub = _Call(prefix, cur, "aws")
+        sub.operation = plan
         _current.set(sub)
     else:
         sub = tracer.begin_subsegment(prefix, "aws")  # XRAY_CONTEXT_MISSING decides
@@ -176,18 +296,25 @@ def _begin(client, args, kwargs):
     return sub
 
 
-def _identifiers(prefix, params, aws):
-    """The resource identifiers among the call's parameters (strings only, never contents)."""
-    extra = SERVICE_IDENTIFIERS.get(prefix)
-    for param, value in params.items():
-        field = IDENTIFIERS.get(param)
-        if field is None and extra is not None:
-            field = extra.get(param)
-        if field is not None:
-            if isinstance(value, str):
-                aws[field] = value if len(value) <= 250 else clip(value)
-        elif param in _TABLE_MAPS and isinstance(value, dict) and value:
-            aws["table_names"] = [clip(str(k)) for k in value][:50]
+def begin_args(client, args, kwargs):
+    """``_begin`` from ``_make_api_call``'s packed arguments (aiobotocore's wrapper)."""
+    operation = args[0] if args else kwargs.get("operation_name")
+    params = args[1] if len(args) > 1 else kwargs.get("api_params")
+    return _begin(client, operation, params)
+
+
+def _identifiers(wanted, params, aws):
+    """The resource identifiers among the call's parameters (strings only, never contents):
+    ``wanted`` is the operation's plan, (parameter, aws field, is a map of tables)."""
+    for param, field, is_map in wanted:
+        value = params.get(param)
+        if value is None:
+            continue
+        if is_map:  # DynamoDB batch calls: the table names are the keys (never the items)
+            if isinstance(value, dict) and value:
+                aws[field] = [clip(str(k)) for k in value][:50]
+        elif isinstance(value, str):
+            aws[field] = value if len(value) <= 250 else clip(value)
 
 
 def _metadata(sub, meta):
@@ -197,7 +324,7 @@ def _metadata(sub, meta):
     aws = sub.aws
     rid = meta.get("RequestId")
     if rid:
-        aws["request_id"] = str(rid)
+        aws["request_id"] = rid if type(rid) is str else str(rid)
     host_id = meta.get("HostId")
     if host_id:
         aws["id_2"] = str(host_id)
@@ -206,32 +333,39 @@ def _metadata(sub, meta):
         aws["retries"] = retries
     status = meta.get("HTTPStatusCode")
     if isinstance(status, int):
-        resp = {"status": status}
         headers = meta.get("HTTPHeaders")
-        if isinstance(headers, dict):
-            length = headers.get("content-length")
-            if isinstance(length, str) and length.isdigit():
-                resp["content_length"] = int(length)
-        sub.http = {"response": resp}
-    return status
+        length = headers.get("content-length") if isinstance(headers, dict) else None
+        if isinstance(length, str) and length.isdigit():
+            sub.http = {"response": {"status": status, "content_length": int(length)}}
+        else:
+            sub.http = {"response": {"status": status}}
+        return status
+    return None
 
 
 def _result(sub, result):
     if not isinstance(result, dict):
         return
-    status = _metadata(sub, result.get("ResponseMetadata"))
-    if isinstance(status, int):
-        sub.set_status(status)
+    meta = result.get("ResponseMetadata")
+    if meta is not None:
+        status = _metadata(sub, meta)
+        if status is not None and status >= 400:
+            sub.set_status(status)
+    keys = sub.operation.results if type(sub) is _Call else _RESULTS
+    if not keys:
+        return
     aws = sub.aws
-    mid = result.get("MessageId")
-    if isinstance(mid, str):
-        aws["message_id"] = mid
-    messages = result.get("Messages")
-    if isinstance(messages, list):
-        aws["message_count"] = len(messages)
-    for key, field in (("Count", "count"), ("ScannedCount", "scanned_count")):
+    for key, field in keys:
         value = result.get(key)
-        if isinstance(value, int):
+        if value is None:
+            continue
+        if key == "Messages":
+            if isinstance(value, list):
+                aws[field] = len(value)
+        elif key == "MessageId":
+            if isinstance(value, str):
+                aws[field] = value
+        elif isinstance(value, int):
             aws[field] = value
 
 
@@ -256,24 +390,20 @@ def _error(sub, exc):
             sub.fault = False
 
 
-def _end(sub, result=None, exc=None):
-    try:
-        if exc is None:
-            _result(sub, result)
-        else:
-            _error(sub, exc)
-    finally:
-        _tracer_mod.tracer.end_subsegment(sub)
-        hooks = HOOKS.get(sub.name)
-        if hooks is not None:
-            hooks.after(sub, exc)
-
-
 def close(sub, result, exc, fail=_fail) -> None:
-    """``_calls``'s close: the call's outcome recorded by ``_end`` (shared with aiobotocore,
-    which passes its own ``fail``)."""
+    """The call's outcome recorded, its subsegment ended, the service's hook told (shared with
+    aiobotocore, which passes its own ``fail``). Never raises."""
     try:
-        _end(sub, result, exc)
+        try:
+            if exc is None:
+                _result(sub, result)
+            else:
+                _error(sub, exc)
+        finally:
+            _tracer_mod.tracer.end_subsegment(sub)
+            name = sub.name
+            if name in HOOKS:
+                HOOKS[name].after(sub, exc)
     except Exception:  # noqa: BLE001
         fail("end")
 
@@ -295,7 +425,7 @@ def _traced_make_api_call(original):
     def _make_api_call(self, operation_name, api_params):
         sub = None
         try:
-            sub = _begin(self, (operation_name, api_params), _NO_KWARGS)
+            sub = _begin(self, operation_name, api_params)
         except Exception:  # noqa: BLE001
             _fail("begin")
         try:
@@ -332,6 +462,8 @@ def patch():
     if getattr(target, "_xray_autoinst_patched", False):
         return
     load_exceptions(exceptions)
+    global _fast_headers
+    _fast_headers = _header_store() or (None, {})
     target.BaseClient._xray_autoinst_events = False
     _http.replace_method(target.BaseClient, "_make_api_call", _traced_make_api_call)
     from . import aws_sqs

@@ -54,12 +54,11 @@ def get_version():
 
 
 # -- the hooks called by aws_botocore ----------------------------------------------------------
-def before(client, args, kwargs):
+def before(client, operation, params):
     """Before an SQS call is recorded: False when it must not be (a poll outside any segment)."""
     try:
         if not client._xray_autoinst_sqs:
             _register(client)
-        operation = args[0] if args else kwargs.get("operation_name")
         if operation != "ReceiveMessage":
             return True
         cur = _current.get()
