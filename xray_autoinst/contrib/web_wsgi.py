@@ -134,25 +134,50 @@ class XRayMiddleware(_web.AppWrapper):
 
         def _done(exc=None):
             try:
-                _record_response(seg, state, exc)
+                if exc is None:
+                    # _record_response inline for a request that returned (the chain of
+                    # calls down to the emitter was half this path's Python frames)
+                    status = state[0]
+                    code = (_CODES.get(status) or _status_code(status)) if status else None
+                    length = state[1]
+                    if type(length) is str:  # the header's (a count is an int already)
+                        n = _LENGTHS.get(length)
+                        length = n if n is not None else _content_length(length)
+                    elif length is not None and type(length) is not int:
+                        length = _content_length(length)
+                    if code is not None:
+                        if code >= 400:
+                            seg.set_status(code)
+                        seg.http["response"] = {"status": code} if length is None else \
+                            {"status": code, "content_length": length}
+                    elif length is not None:
+                        seg.http["response"] = {"content_length": length}
+                else:
+                    _record_response(seg, state, exc)
                 tracer.end_segment(seg, token)
             except Exception:  # noqa: BLE001
                 _fail("end")
 
+        # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
+        # (gunicorn, waitress, wsgiref) costs this test alone
+        watch = None
         try:
-            watch = _watch_file_wrapper(environ)
+            fw = environ.get("wsgi.file_wrapper")
+            if fw is not None and not isinstance(fw, type):
+                watch = _watch_file_wrapper(environ)
         except Exception:  # noqa: BLE001
-            watch = None
             _fail("file_wrapper")
         try:
             result = self.app(environ, _start_response)
         except BaseException as exc:
-            _unwatch(environ, watch)
+            if watch is not None:
+                _unwatch(environ, watch)
             _done(exc)
             hide_frames(exc)
             raise
         try:
-            _unwatch(environ, watch)
+            if watch is not None:
+                _unwatch(environ, watch)
             if type(result) in (list, tuple):
                 if state[1] is None:
                     state[1] = sum(len(b) for b in result)
@@ -276,6 +301,22 @@ def _status_code(status):
     return code
 
 
+# the Content-Length values seen so far ("1234" -> 1234), as _CODES: bounded
+_LENGTHS: dict = {}
+
+
+def _content_length(value):
+    """The Content-Length ``value`` (a header's text, or the length counted) as an int; None
+    when it is not a number."""
+    try:
+        length = int(value)
+    except (TypeError, ValueError):
+        return None
+    if type(value) is str and len(_LENGTHS) < 256:
+        _LENGTHS[value] = length
+    return length
+
+
 def _record_response(seg, state, exc):
     status = state[0]
     code = _status_code(status) if status else None
@@ -290,10 +331,9 @@ def _record_response(seg, state, exc):
         seg.set_status(code)
     length = state[1]
     if length is not None:
-        try:
-            resp["content_length"] = int(length)
-        except (TypeError, ValueError):
-            pass
+        length = _content_length(length)
+        if length is not None:
+            resp["content_length"] = length
     if resp:
         seg.http["response"] = resp
 

@@ -15,6 +15,8 @@ MAX_MESSAGE = 1000
 FIELD_MAX = 250  # http.request.url, user_agent, client_ip, method
 # the package's own directory: its frames are left out of recorded stacks
 _AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_time = time.time
+_entity_id = ids.entity_id
 
 
 def clip(value, limit=FIELD_MAX):
@@ -190,7 +192,24 @@ class Segment(Entity):
     lock = threading.Lock()
 
     def __init__(self, name, trace_id, parent_id=None, start_time=None):
-        Entity.__init__(self, name, start_time)
+        # every slot stored here, in one frame (Entity.__init__ called from here was a second
+        # Python frame per segment); keep in step with Entity.__init__
+        self.name = name
+        self.id = _entity_id()
+        self.start_time = _time() if start_time is None else start_time
+        self.end_time = None
+        self.subsegments = None
+        self.http = None
+        self.aws = None
+        self.sql = None
+        self.annotations = None
+        self.metadata = None
+        self.error = False
+        self.fault = False
+        self.throttle = False
+        self.cause = None
+        self.emitted = False
+        self.namespace = None
         self.trace_id_ = trace_id
         self.parent_id = parent_id
         self.segment = self
@@ -225,9 +244,24 @@ class Subsegment(Entity):
     __slots__ = ()
 
     def __init__(self, name, parent, namespace=None, start_time=None):
-        Entity.__init__(self, name, start_time)
+        # flat, as Segment's: every slot in one frame; keep in step with Entity.__init__
+        self.name = name
+        self.id = _entity_id()
+        self.start_time = _time() if start_time is None else start_time
+        self.end_time = None
         self.parent = parent
         self.segment = parent.segment
+        self.subsegments = None
+        self.http = None
+        self.aws = None
+        self.sql = None
+        self.annotations = None
+        self.metadata = None
+        self.error = False
+        self.fault = False
+        self.throttle = False
+        self.cause = None
+        self.emitted = False
         self.namespace = namespace
 
 

@@ -30,7 +30,11 @@ current_entity: contextvars.ContextVar = contextvars.ContextVar(
 )
 _get = current_entity.get
 _set = current_entity.set
+_reset = current_entity.reset
 _time = time.time
+# the lock every segment shares (a class attribute of Segment): read once here rather than
+# through each segment
+_lock = Segment.lock
 # segment (sampled, unsampled or facade) -> a function called with it once, as it ends: the
 # agent's own bookkeeping (contrib._work: a received message taken while a request was current
 # is let go when that request ends). Empty unless such a message was taken, so a request pays
@@ -148,7 +152,7 @@ class Tracer:
     def end_segment(self, seg, token=None, end_time=None) -> None:
         if token is not None:
             try:
-                current_entity.reset(token)
+                _reset(token)
             except ValueError:  # ended in another context
                 _set(None)
         if ending:
@@ -157,7 +161,10 @@ class Tracer:
             return
         seg.end_time = _time() if end_time is None else end_time
         self.open_segments.pop(seg.id, None)
-        self._emit(seg)
+        # _emit inline (one Python call less per request)
+        with _lock:
+            seg.emitted = True
+        self.emitter.submit(seg)
 
     def begin_facade(self, hdr, name=None):
         """Make the segment someone else records (Lambda's function segment) current, without
@@ -180,14 +187,14 @@ class Tracer:
         """Leave the facade's context; nothing is emitted for the facade itself."""
         if token is not None:
             try:
-                current_entity.reset(token)
+                _reset(token)
             except ValueError:  # ended in another context
                 _set(None)
         if ending:
             run_ending(seg)
 
     def _emit(self, seg) -> None:
-        with seg.lock:
+        with _lock:
             seg.emitted = True
         self.emitter.submit(seg)
 
@@ -205,32 +212,32 @@ class Tracer:
         return sub
 
     def end_subsegment(self, sub, end_time=None) -> None:
-        sub.end_time = _time() if end_time is None else end_time
+        sub.end_time = end_time = _time() if end_time is None else end_time
         parent = sub.parent
         calls = self.call_segments
-        own_call = bool(calls) and parent in calls
+        own_call = parent in calls if calls else False
         if _get() is sub:
             _set(None if own_call else parent)
         seg = sub.segment
-        with seg.lock:
-            attached = not parent.emitted
-            if attached:
-                if parent.subsegments is None:
+        # one locked block: attach to an unsent parent, or mark the subsegment sent on its own
+        # (its parent was sent already, or it is the process segment's direct work, streamed as
+        # it finishes and never attached)
+        with _lock:
+            if parent.emitted or (parent is seg and seg is self.process_segment):
+                sub.emitted = True
+                attached = False
+            else:
+                subs = parent.subsegments
+                if subs is None:
                     parent.subsegments = [sub]
                 else:
-                    parent.subsegments.append(sub)
-        if seg is self.process_segment and parent is seg:
-            # stream the process segment's work as it finishes
-            with seg.lock:
-                seg.subsegments.remove(sub)
-            attached = False
+                    subs.append(sub)
+                attached = True
         if not attached:
-            with seg.lock:
-                sub.emitted = True
             self.emitter.submit(sub)
         elif own_call:
             calls.discard(seg)
-            self.end_segment(seg, end_time=sub.end_time)
+            self.end_segment(seg, end_time=end_time)
 
     def current(self):
         return _get()
