@@ -245,3 +245,82 @@ def test_status_code_of_a_status_line(status, code):
     from xray_autoinst.contrib import web_wsgi
 
     assert web_wsgi._status_code(status) == code
+
+
+@pytest.mark.parametrize("length, recorded", [
+    ("0", 0), ("0", 0), ("1234", 1234), ("1234", 1234),  # the second time from the cache
+    ("abc", None), ("", None),
+])
+def test_content_length_header_is_recorded_as_a_number(tracer, length, recorded):
+    _t, emitter = tracer
+
+    def app(environ, start_response):
+        start_response("200 OK", [("content-length", length)])
+        return [b""]
+
+    call(XRayMiddleware(app))
+    doc = emitter.documents[-1]
+    validate(doc)
+    expected = {"status": 200} if recorded is None else {"status": 200, "content_length": recorded}
+    assert doc["http"]["response"] == expected
+
+
+def test_body_without_content_length_is_counted(tracer):
+    _t, emitter = tracer
+
+    def app(environ, start_response):
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return [b"ab", b"cde"]
+
+    call(XRayMiddleware(app))
+    doc = emitter.documents[-1]
+    validate(doc)
+    assert doc["http"]["response"] == {"status": 201, "content_length": 5}
+
+
+def test_second_start_response_replaces_length_and_own_header(tracer):
+    _t, emitter = tracer
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "99"), ("X-Amzn-Trace-Id", "Root=theirs")])
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response("500 Internal Server Error",
+                           [("X-Amzn-Trace-Id", "Root=theirs")], sys.exc_info())
+        return [b"oops"]
+
+    seen, _ = call(XRayMiddleware(app))
+    doc = emitter.documents[-1]
+    validate(doc)
+    # the length of the response sent (counted), not the first call's header
+    assert doc["http"]["response"] == {"status": 500, "content_length": 4}
+    assert doc["fault"] is True
+    assert seen["headers"]["X-Amzn-Trace-Id"] == "Root=" + doc["trace_id"]
+
+
+def test_function_file_wrapper_is_swapped_and_restored(tracer):
+    _t, emitter = tracer
+    made = []
+
+    def server_file_wrapper(f, blksize=8192):  # a function, as uWSGI's is
+        made.append(f)
+        return f
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        assert environ["wsgi.file_wrapper"] is not server_file_wrapper
+        return environ["wsgi.file_wrapper"](iter([b"file"]))
+
+    kept = []
+
+    def keep(environ, start_response):
+        kept.append(environ)
+        return app(environ, start_response)
+
+    seen, body = call(XRayMiddleware(keep), headers={"wsgi.file_wrapper": server_file_wrapper})
+    assert body == b"file" and len(made) == 1
+    assert kept[0]["wsgi.file_wrapper"] is server_file_wrapper  # the server's, back
+    [doc] = emitter.documents
+    validate(doc)
+    assert doc["http"]["response"] == {"status": 200}

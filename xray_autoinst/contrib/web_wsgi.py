@@ -79,7 +79,8 @@ class XRayMiddleware(_web.AppWrapper):
             seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
             if hdr is not None and not raw and "HTTP_TRACESTATE" in environ:
                 seg.tracestate = environ["HTTP_TRACESTATE"][:512]
-            echo = "Root=" + seg.trace_id
+            # a sampled segment's own slot (its trace_id is a property: a Python call)
+            echo = "Root=" + (seg.trace_id_ if seg.sampled else seg.trace_id)
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
             if seg.sampled:
@@ -125,7 +126,20 @@ class XRayMiddleware(_web.AppWrapper):
         def _start_response(status, headers, exc_info=None):
             try:
                 state[0] = status
-                state[1] = _add_header(headers, echo)
+                # _add_header inline (one Python call less; see there)
+                length = None
+                own = False
+                for k, v in headers:
+                    n = len(k)
+                    if n == 14:
+                        if k.lower() == "content-length":
+                            length = v
+                    elif n == 15 and k.lower() == "x-amzn-trace-id":
+                        own = True
+                if own:
+                    headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
+                headers.append(("X-Amzn-Trace-Id", echo))
+                state[1] = length
             except Exception:  # noqa: BLE001
                 _fail("start_response")
             if exc_info is None:

@@ -140,7 +140,9 @@ class Tracer:
             parent_id = None
             lineage = None
         if sampled:
-            seg = Segment(name or self.service_name, trace_id, parent_id, now)
+            # the name once made read without the property's call
+            seg = Segment(name or self._service_name or self.service_name, trace_id,
+                          parent_id, now)
             if lineage:
                 seg.lineage = lineage
             self.open_segments[seg.id] = seg
