@@ -46,7 +46,10 @@ CASES = {
     "psycopg": ("psycopg", "psycopg"),
     "http.client": ("http.client", "httplib"),
     "botocore": ("botocore.client", "botocore"),
+    "botocore-wire": ("botocore.client", "botocore"),
 }
+# botocore cases: a call costs ~50 times a sqlite3 one, so they run fewer calls
+BOTOCORE = ("botocore", "botocore-wire")
 
 
 class NotAvailable(Exception):
@@ -99,14 +102,9 @@ def make_call(case, spec):
         return call, None, {}
     if case == "botocore":
         import botocore
-        import botocore.session
         from botocore.stub import Stubber
 
-        session = botocore.session.get_session()
-        client = session.create_client(
-            "dynamodb", region_name="us-east-1", aws_access_key_id="testing",
-            aws_secret_access_key="testing", endpoint_url="http://127.0.0.1:9",
-        )
+        client = _dynamodb_client()
         stubber = Stubber(client)
         stubber.activate()
         response = {"Item": {"id": {"S": "1"}, "name": {"S": "one"}}}
@@ -121,7 +119,76 @@ def make_call(case, spec):
                 stubber.add_response("get_item", response)
 
         return call, refill, {"botocore": botocore.__version__}
+    if case == "botocore-wire":
+        import botocore
+
+        client = _dynamodb_client()
+        answer = _WireAnswer()
+        client.meta.events.register("before-send", answer)
+        get_item = client.get_item
+        key = {"id": {"S": "1"}}
+
+        def call():
+            get_item(TableName="orders", Key=key)
+
+        call.answer = answer
+        return call, None, {"botocore": botocore.__version__}
     raise ValueError(case)
+
+
+def _dynamodb_client():
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return session.create_client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing", endpoint_url="http://127.0.0.1:9",
+    )
+
+
+# what DynamoDB answers to get_item (JSON 1.0), byte for byte but for the ids and the date
+_WIRE_BODY = b'{"Item":{"id":{"S":"1"},"name":{"S":"one"}}}'
+
+
+class _WireBody:
+    """The raw response botocore reads the body from (``AWSResponse.raw.stream()``)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body):
+        self.body = body
+
+    def stream(self, **_kwargs):
+        yield self.body
+
+
+class _WireAnswer:
+    """A ``before-send`` handler registered after the agent's: the request has been built,
+    signed and handed to every ``before-send`` handler; it gets the canned HTTP response
+    DynamoDB would send (status 200, ``x-amzn-RequestId``, ``x-amz-crc32`` checked by botocore)
+    instead of going on the wire, which botocore then parses as usual. ``last`` keeps the last
+    request sent (for the tests)."""
+
+    def __init__(self):
+        import zlib
+
+        from botocore.awsrequest import AWSResponse
+        from urllib3 import HTTPHeaderDict  # what botocore's URLLib3Session hands on
+
+        self.response, self.header_dict = AWSResponse, HTTPHeaderDict
+        self.headers = {
+            "Server": "Server", "Date": "Sat, 05 Dec 2026 00:00:00 GMT",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Content-Length": str(len(_WIRE_BODY)), "Connection": "keep-alive",
+            "x-amzn-RequestId": "Q3VH2D4T9N1M8K7J6H5G4F3E2DVV4KQNSO5AEMVJF66Q9ASUAAJG",
+            "x-amz-crc32": str(zlib.crc32(_WIRE_BODY)),
+        }
+        self.last = None
+
+    def __call__(self, request, **_kwargs):
+        self.last = request
+        return self.response(request.url, 200, self.header_dict(self.headers),
+                             _WireBody(_WIRE_BODY))
 
 
 # -- tracers ------------------------------------------------------------------------------
@@ -290,12 +357,17 @@ class _CannedSocket:
 
 
 class _CountingEmitter:
-    """Drops finished segments, or encodes them into datagrams first (``encode``)."""
+    """Drops finished segments, or encodes them into datagrams first (``encode``); ``last``
+    keeps the last one's documents when ``keep`` (a check run, never counted)."""
 
-    def __init__(self, encode):
-        self.encode = encode
+    def __init__(self, encode, keep=False):
+        self.encode, self.keep, self.last = encode, keep, None
 
     def submit(self, entity):
+        if self.keep:
+            from xray_autoinst.core import encoder
+
+            self.last = encoder.documents(entity)
         if self.encode:
             from xray_autoinst.core import encoder
 
@@ -309,8 +381,10 @@ class _CountingEmitter:
         pass
 
 
-def count(spec) -> None:
-    """The body callgrind counts (``count`` mode): no result is printed."""
+def count(spec) -> dict | None:
+    """The body callgrind counts (``count`` mode): nothing is printed. With ``check`` (the
+    tests, never counted), what the calls did: the last segment's documents, and for
+    botocore-wire the headers of the last request botocore sent."""
     from xray_autoinst import config
     from xray_autoinst.core import tracer as tracer_mod
 
@@ -319,7 +393,8 @@ def count(spec) -> None:
     patch, unpatch, _b, _e, _f, _names = xray_setup(case)
     tracer = tracer_mod.install(config.from_env({
         "XRAY_SAMPLING": "local", "XRAY_SAMPLING_RULES": spec["rules"],
-        "XRAY_SERVICE_NAME": "bench"}), emitter=_CountingEmitter(variant == "encoded"))
+        "XRAY_SERVICE_NAME": "bench"}),
+        emitter=_CountingEmitter(variant == "encoded", keep=spec.get("check", False)))
     (unpatch if variant == "bare" else patch)()
     if case == "http.client":  # in memory: the client's own work only
         import http.client
@@ -334,7 +409,9 @@ def count(spec) -> None:
         refill = None
     else:
         call, refill, _v = make_call(case, spec)
-    warm = 50 if case == "botocore" else 300
+    # the same warm-up whatever ``calls`` is: first-call work (lazy imports, caches, plans,
+    # the handlers' lookups) falls in both runs that are subtracted
+    warm = 50 if case in BOTOCORE else 300
     for n in (warm, calls):
         if refill is not None:
             refill(n)
@@ -343,12 +420,22 @@ def count(spec) -> None:
             for _ in range(PER_SEGMENT):
                 call()
             tracer.end_segment(seg, token)
+    if not spec.get("check"):
+        return None
+    out = {"documents": tracer.emitter.last}
+    answer = getattr(call, "answer", None)
+    if answer is not None and answer.last is not None:
+        out["request_headers"] = {k: v if isinstance(v, str) else v.decode()
+                                  for k, v in answer.last.headers.items()}
+    return out
 
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
     if spec["mode"] == "count":
-        count(spec)
+        checked = count(spec)
+        if checked is not None:
+            emit_result(checked)
         sys.exit(0)
     try:
         result = main(spec)

@@ -1,17 +1,20 @@
 """Per-call cost of the client integrations: sqlite3, psycopg (local PostgreSQL), http.client
-(loopback server) and botocore (stubbed), bare versus this agent versus aws-xray-sdk's patchers.
+(loopback server) and botocore (``botocore``: a ``Stubber`` answering on ``before-call``, so the
+request is never built, signed or parsed; ``botocore-wire``: a canned DynamoDB HTTP response
+handed back on ``before-send``, so signing, the agent's trace-header handler and parsing the
+response all run, with no network), bare versus this agent versus aws-xray-sdk's patchers.
 Bare and this agent are measured in one process, batch by batch interleaved (the agent's
 integration applied and removed between batches); aws-xray-sdk, which cannot unpatch, in a
 process of its own, against the bare batches of the same round. Several rounds, processes in a
 rotating order.
 
-    python bench/percall.py --instructions [--calls N] [--cases sqlite3,psycopg,...]
+    python bench/percall.py --instructions [--calls N] [--cases sqlite3,psycopg,...] [--python P]
 
 counts instructions per call instead (callgrind; deterministic, whatever else runs on the
 machine): each case bare, traced (the calling thread's work: segments dropped when they end)
 and encoded (the same with each segment also encoded into datagrams, as the sender does), in
-processes of their own under the interpreter running this script, with the agent installed
-in it.
+processes of their own under the interpreter running this script (or ``--python``), with the
+agent installed in it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import subprocess
 import sys
 
 from benchlib import HERE, RULES_SAMPLED, closed_udp_port, rotate, run_worker, summary, worker_env
+from calls_worker import BOTOCORE, PER_SEGMENT
 
-CASES = ("sqlite3", "psycopg", "http.client", "botocore")
+CASES = ("sqlite3", "psycopg", "http.client", "botocore", "botocore-wire")
 PG = ("127.0.0.1", int(os.environ.get("PGPORT", "5432")))
 DSN = f"host={PG[0]} port={PG[1]} dbname=test user=postgres connect_timeout=5"
 
@@ -131,9 +135,22 @@ def run(venvs: dict, launcher_env: dict, modes, rounds: int, batches: int, targe
 VARIANTS = ("bare", "traced", "encoded")
 
 
+def botocore_calls(calls: int) -> int:
+    """The botocore cases' calls for ``calls`` of the others: a botocore call costs ~50 times a
+    sqlite3 one, so a fifth of them, and never fewer than BOTOCORE_MIN (with too few, what
+    differs between two runs apart from the calls -- a garbage collection more or less, a
+    second's text cached again -- is a large part of the difference)."""
+    return max(calls // 5, BOTOCORE_MIN)
+
+
+BOTOCORE_MIN = 100
+
+
 def instructions(python=sys.executable, cases=CASES, calls=1000, log=print) -> list:
     """Instructions per call of each case and variant: a run with ``calls`` calls minus one
-    with none, divided by ``calls`` (botocore: a tenth of them)."""
+    with none, divided by ``calls`` (botocore: ``botocore_calls(calls)``). Each variant first
+    runs once outside callgrind, so both counted runs find every module compiled (a ``.pyc``
+    written during the first counted run would be counted in it alone)."""
     import json
     import re
     import shutil
@@ -145,6 +162,12 @@ def instructions(python=sys.executable, cases=CASES, calls=1000, log=print) -> l
     env = worker_env({"PYTHONHASHSEED": "0", "XRAY_SAMPLING": "local",
                       "XRAY_SAMPLING_RULES": RULES_SAMPLED, "XRAY_SERVICE_NAME": "bench",
                       "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{closed_udp_port()}"})
+
+    def warm(spec):
+        proc = subprocess.run([python, os.path.join(HERE, "calls_worker.py"), json.dumps(spec)],
+                              capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
 
     def counted(spec):
         proc = subprocess.run(
@@ -161,11 +184,12 @@ def instructions(python=sys.executable, cases=CASES, calls=1000, log=print) -> l
         if case == "psycopg" and _reachable(PG):
             log("  instructions, psycopg: " + _reachable(PG))
             continue
-        n = calls // 10 if case == "botocore" else calls
+        n = botocore_calls(calls) if case in BOTOCORE else calls
         row = {"case": case, "calls": n}
         for variant in VARIANTS:
             spec = {"mode": "count", "case": case, "variant": variant, "dsn": DSN,
                     "rules": RULES_SAMPLED}
+            warm(dict(spec, calls=PER_SEGMENT))
             row[variant] = (counted(dict(spec, calls=n)) - counted(dict(spec, calls=0))) / n
         log(f"  instructions, {case}: bare {row['bare']:.0f}, traced "
             f"+{row['traced'] - row['bare']:.0f}, encoded +{row['encoded'] - row['bare']:.0f}")
@@ -180,8 +204,11 @@ def main(argv=None) -> int:
     p.add_argument("--instructions", action="store_true", required=True)
     p.add_argument("--calls", type=int, default=1000)
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--python", default=sys.executable,
+                   help="the interpreter counted (a virtualenv with another agent installed)")
     args = p.parse_args(argv)
-    rows = instructions(cases=[c for c in args.cases.split(",") if c], calls=args.calls)
+    rows = instructions(python=args.python, cases=[c for c in args.cases.split(",") if c],
+                        calls=args.calls)
     print("| call | bare | traced: calling thread | traced + encoding (sender) |")
     print("|---|---|---|---|")
     for r in rows:

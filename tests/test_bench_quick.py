@@ -78,7 +78,8 @@ def test_quick_benchmarks_produce_numbers(tmp_path):
         assert _positive_summary(row["wall_us"]), row
         if row["mode"] != "bare":
             assert _number(row["wall_overhead_us"]["median"]), row
-    assert seen == {(c, m) for c in ("sqlite3", "psycopg", "http.client", "botocore")
+    assert seen == {(c, m) for c in ("sqlite3", "psycopg", "http.client", "botocore",
+                                     "botocore-wire")
                     for m in ("bare", "xray")}
 
     for name, r in sec["emission"]["results"].items():
