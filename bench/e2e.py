@@ -167,6 +167,14 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def tree_cpu(pid):
     """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
+    split = tree_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
+
+
+def tree_cpu_split(pid):
+    """(user, system) CPU seconds used so far by ``pid`` and its children: the system part is
+    the kernel's work for the server (its sockets, a document's ``send``), which an instruction
+    count of the user space does not see."""
     pids = [pid]
     try:
         for entry in os.listdir("/proc"):
@@ -178,14 +186,15 @@ def tree_cpu(pid):
                     continue
                 if int(fields[1]) == pid:
                     pids.append(int(entry))
-        total = 0
+        user = system = 0
         for p in pids:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
     except (OSError, ValueError, IndexError):
         return None
-    return total / _TICK
+    return user / _TICK, system / _TICK
 
 
 def server_command(venv, server, port, variant=OURS[0]):
@@ -230,11 +239,15 @@ def one_run(venv, variant, seconds, warmup=200, server="gunicorn") -> dict:
             _settle(proc.pid)
             _warm(port, warmup)
             _settle(proc.pid)
-            cpu0 = tree_cpu(proc.pid)
+            cpu0 = tree_cpu_split(proc.pid)
             res = load(port, seconds)
-            cpu1 = tree_cpu(proc.pid)
+            cpu1 = tree_cpu_split(proc.pid)
             if cpu0 is not None and cpu1 is not None and res["requests"]:
-                res["server_cpu_us_per_request"] = (cpu1 - cpu0) / res["requests"] * 1e6
+                per = 1e6 / res["requests"]
+                res["server_user_us_per_request"] = (cpu1[0] - cpu0[0]) * per
+                res["server_system_us_per_request"] = (cpu1[1] - cpu0[1]) * per
+                res["server_cpu_us_per_request"] = (res["server_user_us_per_request"]
+                                                    + res["server_system_us_per_request"])
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -319,8 +332,14 @@ def run(venvs, rounds: int, seconds: float, log=print, server="gunicorn") -> dic
                      if "server_cpu_us_per_request" in a and "server_cpu_us_per_request" in b]
             if pairs:
                 row["cpu_capacity_ratio"] = summary([b / a for a, b in pairs if a > 0])
-                # server CPU the tracer adds per request, round by round
+                # server CPU the tracer adds per request, round by round, and its kernel part
                 row["cpu_added_us_per_request"] = summary([a - b for a, b in pairs])
+                system = [(a["server_system_us_per_request"], b["server_system_us_per_request"])
+                          for a, b in zip(mine, base, strict=False)
+                          if "server_system_us_per_request" in a
+                          and "server_system_us_per_request" in b]
+                if system:
+                    row["system_added_us_per_request"] = summary([a - b for a, b in system])
             # the server's busy fraction of one core during the load: < 1 means unsaturated
             row["server_busy"] = summary([x["rps"] * x["server_cpu_us_per_request"] / 1e6
                                           for x in mine if "server_cpu_us_per_request" in x]

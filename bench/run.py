@@ -238,6 +238,7 @@ def render(results) -> str:
                          med(r.get("added_us_per_request"), 0, True),
                          fmt(r.get("server_cpu_us_per_request"), 0),
                          med(r.get("cpu_added_us_per_request"), 0, True),
+                         med(r.get("system_added_us_per_request"), 0, True),
                          "%.3f" % r["cpu_capacity_ratio"]["median"]
                          if r.get("cpu_capacity_ratio") else "-",
                          med(r["latency_p50_ms"], 2), med(r["latency_p99_ms"], 2),
@@ -255,7 +256,7 @@ def render(results) -> str:
             + table(["variant", "requests/s", "ratio to bare",
                      "µs added per request (1/rate, one server core)",
                      "server CPU µs per request", "server CPU µs added per request",
-                     "capacity ratio (bare CPU ÷ CPU)",
+                     "of which system (kernel) µs", "capacity ratio (bare CPU ÷ CPU)",
                      "p50 ms", "p99 ms", "documents received per request"], rows)
             + "\n\nEach tracer is compared with the bare server of its own virtualenv, round "
               "by round. The capacity ratio is the rate a saturated server would keep relative "
