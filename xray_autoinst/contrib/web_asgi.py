@@ -214,6 +214,7 @@ _LENGTHS: dict = {}
 
 
 def _finish(tracer, seg, kind, code, length, sent, end_time, exc=None):
+    """Record the response (status, flags, length declared else counted) and end ``seg``."""
     try:
         if exc is not None:
             if isinstance(exc, Exception):
