@@ -296,3 +296,91 @@ def test_application_traceback_shows_no_agent_frame(tracer):
         run(web_asgi.XRayMiddleware(app), scope())
     files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
     assert not any("xray_autoinst" in f for f in files), files
+
+
+# the response start message an application keeps at module level and sends as it is
+SHARED_START = {"type": "http.response.start", "status": 200,
+                "headers": ([b"Content-Type", b"text/plain"], [b"X-Amzn-Trace-Id", b"Root=app"],
+                            [b"Content-Length", b"5"])}
+
+
+@pytest.mark.parametrize("sampled", ["1", "0"])
+@pytest.mark.parametrize("one_shot", [False, True], ids=["tuple", "generator"])
+def test_response_headers_read_once_and_the_application_message_untouched(tracer, sampled,
+                                                                          one_shot):
+    _t, emitter = tracer
+    before = repr(SHARED_START)
+
+    async def app(scope, receive, send):
+        start = SHARED_START
+        if one_shot:  # ASGI allows any iterable of pairs: it must be read once only
+            start = dict(SHARED_START, headers=(h for h in SHARED_START["headers"]))
+        await send(start)
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    for _ in range(2):
+        sent = run(web_asgi.XRayMiddleware(app), scope(headers=[
+            (b"x-amzn-trace-id", f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled={sampled}"
+             .encode())]))
+        headers = [tuple(h) for h in sent[0]["headers"]]
+        assert headers == [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5"),
+                           (b"x-amzn-trace-id", f"Root={ROOT}".encode())]
+        assert sent[0]["status"] == 200 and sent[1]["body"] == b"hello"
+    assert repr(SHARED_START) == before
+    docs = emitter.documents
+    assert len(docs) == (2 if sampled == "1" else 0)
+    for doc in docs:
+        validate(doc)
+        assert doc["http"]["response"] == {"status": 200, "content_length": 5}
+
+
+def test_unsampled_request_context_is_its_trace_for_downstream_calls(tracer):
+    _t, emitter = tracer
+    seen = []
+
+    async def app(scope, receive, send):
+        entity = current_entity.get()
+        seen.append((entity.sampled, entity.trace_id))
+        await hello()(scope, receive, send)
+
+    sent = run(web_asgi.XRayMiddleware(app), scope(headers=[
+        (b"x-amzn-trace-id", f"Root={ROOT};Sampled=0".encode())]))
+    assert seen == [(False, ROOT)] and sent[1]["body"] == b"hello"
+    assert current_entity.get() is None and emitter.documents == []
+
+
+@pytest.mark.parametrize("declared, recorded", [(b"2", 2), (b"2", 2), (b"two", 5),
+                                                (b" 7 ", 7)])
+def test_declared_length_as_a_number_else_the_bytes_sent(tracer, declared, recorded):
+    """(each declared value twice in a row: the second is read from the cache)"""
+    _t, emitter = tracer
+    run(web_asgi.XRayMiddleware(hello(headers=[(b"content-length", declared)])), scope())
+    doc = emitter.documents[-1]
+    validate(doc)
+    assert doc["http"]["response"] == {"status": 200, "content_length": recorded}
+
+
+def test_status_not_a_number_records_what_was_sent(tracer):
+    _t, emitter = tracer
+    run(web_asgi.XRayMiddleware(hello(status="teapot")), scope())
+    [doc] = emitter.documents
+    validate(doc)
+    assert doc["http"]["response"] == {"content_length": 5}
+    assert not doc.get("error") and not doc.get("fault")
+
+
+@pytest.mark.parametrize("sampled", ["1", "0"])
+def test_send_given_to_the_application_is_a_coroutine_function(tracer, sampled):
+    """As the server's is: asgiref's async_to_sync (Channels' sync consumers) warns on a
+    plain callable."""
+    import inspect
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(inspect.iscoroutinefunction(send))
+        await hello()(scope, receive, send)
+
+    run(web_asgi.XRayMiddleware(app), scope(headers=[
+        (b"x-amzn-trace-id", f"Root={ROOT};Sampled={sampled}".encode())]))
+    assert seen == [True]

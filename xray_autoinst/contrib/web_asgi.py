@@ -24,7 +24,7 @@ import time
 
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
-from ..core.entities import clip
+from ..core.entities import FIELD_MAX, clip
 from ..core.urls import redact_query
 from ..core.wrapping import hide_frames
 from . import _guard, _web
@@ -45,6 +45,12 @@ _fail = _guard.reporter(
     "asgi", "xray-autoinst ASGI middleware failed (%s); the request is unaffected")
 
 
+# the request headers the middleware reads: any other costs one set lookup (an if/elif chain
+# of six bytes comparisons ran for every header of every request)
+_WANTED = frozenset((b"host", _TRACE_HEADER, b"user-agent", b"x-forwarded-for", b"traceparent",
+                     b"tracestate"))
+
+
 class XRayMiddleware(_web.AppWrapper):
     """Wrap an ASGI 3 application: ``app = XRayMiddleware(app)``."""
 
@@ -59,18 +65,19 @@ class XRayMiddleware(_web.AppWrapper):
         try:
             raw = host = agent = xff = parent = state = None
             for key, value in scope.get("headers") or ():
-                if key == b"host":
-                    host = value
-                elif key == _TRACE_HEADER:
-                    raw = value
-                elif key == b"user-agent":
-                    agent = value
-                elif key == b"x-forwarded-for":
-                    xff = value
-                elif key == b"traceparent":
-                    parent = value
-                elif key == b"tracestate":
-                    state = value
+                if key in _WANTED:
+                    if key == b"host":
+                        host = value
+                    elif key == _TRACE_HEADER:
+                        raw = value
+                    elif key == b"user-agent":
+                        agent = value
+                    elif key == b"x-forwarded-for":
+                        xff = value
+                    elif key == b"traceparent":
+                        parent = value
+                    else:
+                        state = value
             hdr = _parse(raw.decode("latin-1")) if raw and tracer.use_xray else None
             if hdr is None and parent and tracer.use_w3c:
                 hdr = _header.parse_traceparent(parent.decode("latin-1"))
@@ -80,22 +87,36 @@ class XRayMiddleware(_web.AppWrapper):
             method = scope.get("method") or "GET"
             path = scope.get("path") or ""
             seg, token = tracer.begin_segment(self.name, hdr, host, method, path)
+            sampled = seg.sampled
             if state and hdr is not None:
                 seg.tracestate = state.decode("latin-1")[:512]
-            echo = "Root=" + seg.trace_id
+            # a sampled segment's own slot (its trace_id is a property: a Python call)
+            echo = "Root=" + (seg.trace_id_ if sampled else seg.trace_id)
             if hdr is not None and hdr.sampled == "?":
-                echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
+                echo += ";Sampled=1" if sampled else ";Sampled=0"
             echo = echo.encode("latin-1")
-            if seg.sampled:
+            if sampled:
                 _record_request(seg, scope, kind, method, host, path, agent, xff, tracer)
         except Exception:  # noqa: BLE001
             _fail("begin")
             return await self.app(scope, receive, send)
         try:
-            if seg.sampled:
-                await _Sampled(tracer, seg, echo, scope, kind).run(self.app, receive, send)
+            if sampled:
+                await _sampled(self.app, scope, receive, send, tracer, seg, echo, kind)
             else:
-                await self.app(scope, receive, _unsampled_send(send, echo))
+                # unsampled, inline (one Python call less on the path production runs most):
+                # no document; answer with the trace header (downstream calls propagate
+                # ``Sampled=0`` from the context). A coroutine function, as the server's send
+                # is (asgiref's async_to_sync, Channels' sync consumers, warn otherwise)
+                async def _send(message):
+                    if message.get("type") == "http.response.start":
+                        try:
+                            message = _with_header(message, echo)
+                        except Exception:  # noqa: BLE001
+                            _fail("send")
+                    await send(message)
+
+                await self.app(scope, receive, _send)
         except BaseException as exc:  # the application's: out of its traceback go our frames
             hide_frames(exc)
             raise
@@ -108,140 +129,147 @@ class XRayMiddleware(_web.AppWrapper):
                 _run_ending(seg)
 
 
-def _unsampled_send(send, echo):
-    """No document: answer with the trace header (downstream calls propagate ``Sampled=0``)."""
+async def _sampled(app, scope, receive, send, tracer, seg, echo, kind):
+    """One sampled request: the ``send`` that watches the response, and its end."""
+    status = length = complete_at = None
+    sent = 0
+    done = False  # None: complete, to end once the server took the last message
+    root_path = scope.get("root_path", "")
 
     async def _send(message):
-        if message.get("type") == "http.response.start":
-            try:
-                message = _with_header(message, echo)
-            except Exception:  # noqa: BLE001
-                _fail("send")
+        nonlocal status, length, sent, done, complete_at
+        try:
+            what = message.get("type")
+            if what == "http.response.body":
+                body = message.get("body")
+                if body:
+                    sent += len(body)
+                if status is not None and not message.get("more_body", False):
+                    # a 5xx is often followed by the exception behind it (Starlette's error
+                    # middleware answers, then re-raises): end it when the application returns
+                    if isinstance(status, int) and status >= 500:
+                        complete_at = _time()
+                    else:
+                        done = None  # ends once the server took the message
+            elif what == "http.response.start":
+                status = message.get("status")
+                if scope.get("route") is not None:
+                    _route(seg, scope, root_path)
+                # _with_header inline, Content-Length read in the same pass (one Python
+                # call less); only names of the two lengths are lowered (14, 15)
+                headers = [*(message.get("headers") or ())]
+                own = False
+                for k, v in headers:
+                    n = len(k)
+                    if n == 14:
+                        if length is None and k.lower() == b"content-length":
+                            length = v
+                    elif n == 15 and k.lower() == _TRACE_HEADER:
+                        own = True
+                if own:
+                    headers = [h for h in headers if h[0].lower() != _TRACE_HEADER]
+                headers.append((_TRACE_HEADER, echo))
+                message = message.copy()
+                message["headers"] = headers
+            elif what == "websocket.accept":
+                status = 101
+                if scope.get("route") is not None:
+                    _route(seg, scope, root_path)
+            elif what == "websocket.close":
+                if status is None:
+                    status = 403
+            elif what == "websocket.http.response.start":  # a denial response
+                status = message.get("status")
+        except Exception:  # noqa: BLE001
+            _fail("send")
         await send(message)
+        if done is None:  # the response is complete: end the segment now
+            done = True
+            _finish(tracer, seg, kind, status, length, sent, _time())
 
-    return _send
+    try:
+        await app(scope, receive, _send)
+    except BaseException as exc:
+        if not done:
+            done = True
+            _finish(tracer, seg, kind, status, length, sent, complete_at, exc)
+        hide_frames(exc)
+        raise
+    if not done:
+        _finish(tracer, seg, kind, status, length, sent, complete_at)
 
 
-class _Sampled:
-    """One sampled request's response state and the ``send`` that watches it."""
+def _route(seg, scope, root_path):
+    """The framework's route template (Starlette/FastAPI put the matched route into the
+    scope), never the raw path."""
+    template = getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):
+        prefix = scope.get("root_path", "")[len(root_path):]
+        _web.record_route(seg, prefix + template)
 
-    __slots__ = ("tracer", "seg", "echo", "scope", "kind", "status", "length", "sent", "done",
-                 "root_path", "complete_at")
 
-    def __init__(self, tracer, seg, echo, scope, kind):
-        self.tracer = tracer
-        self.seg = seg
-        self.echo = echo
-        self.scope = scope
-        self.kind = kind
-        self.status = None
-        self.length = None  # Content-Length as the application declared it
-        self.sent = 0
-        self.done = False
-        self.root_path = scope.get("root_path", "")
-        self.complete_at = None
+# the Content-Length values seen so far (b"1234" -> 1234): int() is a type call, the dict
+# lookup a tenth of it; bounded
+_LENGTHS: dict = {}
 
-    async def run(self, app, receive, send):
-        async def _send(message):
-            try:
-                message = self.watch(message)
-            except Exception:  # noqa: BLE001
-                _fail("send")
-            await send(message)
-            if self.done is None:  # the response is complete: end the segment now
-                self.complete_at = _time()
-                self.finish()
 
-        try:
-            await app(self.scope, receive, _send)
-        except BaseException as exc:
-            if not self.done:
-                self.finish(exc)
-            hide_frames(exc)
-            raise
-        if not self.done:
-            self.finish()
-
-    def watch(self, message):
-        kind = message.get("type")
-        if kind == "http.response.body":
-            body = message.get("body")
-            if body:
-                self.sent += len(body)
-            if not message.get("more_body", False) and self.status is not None:
-                self.complete_at = _time()
-                # a 5xx is often followed by the exception behind it (Starlette's error
-                # middleware answers, then re-raises): end it when the application returns
-                if not (isinstance(self.status, int) and self.status >= 500):
-                    self.done = None  # ends once the server took the message
-        elif kind == "http.response.start":
-            self.status = message.get("status")
-            self.route()
-            message = _with_header(message, self.echo)
-            for key, value in message["headers"]:
-                if key.lower() == b"content-length":
-                    self.length = value
-                    break
-        elif kind == "websocket.accept":
-            self.status = 101
-            self.route()
-        elif kind == "websocket.close":
-            if self.status is None:
-                self.status = 403
-        elif kind == "websocket.http.response.start":  # a denial response
-            self.status = message.get("status")
-        return message
-
-    def route(self):
-        """The framework's route template (Starlette/FastAPI put the matched route into the
-        scope), never the raw path."""
-        route = self.scope.get("route")
-        if route is None:
-            return
-        template = getattr(route, "path", None)
-        if isinstance(template, str):
-            prefix = self.scope.get("root_path", "")[len(self.root_path):]
-            _web.record_route(self.seg, prefix + template)
-
-    def finish(self, exc=None):
-        self.done = True
-        seg = self.seg
-        try:
-            code = self.status
-            if exc is not None:
-                if isinstance(exc, Exception):
-                    seg.add_exception(exc)
-                if code is None:
-                    code = 500
-            resp = seg.http.setdefault("response", {})
-            if code is not None:
+def _finish(tracer, seg, kind, code, length, sent, end_time, exc=None):
+    """Record the response (status, flags, length declared else counted) and end ``seg``."""
+    try:
+        if exc is not None:
+            if isinstance(exc, Exception):
+                seg.add_exception(exc)
+            if code is None:
+                code = 500
+        resp = {}
+        if code is not None:
+            if type(code) is not int:
                 try:
                     code = int(code)
-                    resp["status"] = code
-                    seg.set_status(code)
                 except (TypeError, ValueError):
-                    pass
-            length = self.length
-            if length is not None:
+                    code = False  # not recorded (but a response was started)
+            if code is not False:
+                resp["status"] = code
+                if code >= 400:
+                    seg.set_status(code)
+        if length is not None:
+            n = _LENGTHS.get(length) if type(length) is bytes else None
+            if n is None:
                 try:
-                    resp["content_length"] = int(length)
+                    n = int(length)
                 except (TypeError, ValueError):
                     length = None
-            if length is None and self.kind == "http" and code is not None:
-                resp["content_length"] = self.sent
-            if not resp:
-                del seg.http["response"]
-            self.tracer.end_segment(seg, end_time=self.complete_at)
-        except Exception:  # noqa: BLE001
-            _fail("end")
+                else:
+                    if type(length) is bytes and len(_LENGTHS) < 256:
+                        _LENGTHS[length] = n
+            if length is not None:
+                resp["content_length"] = n
+        if length is None and kind == "http" and code is not None:
+            resp["content_length"] = sent
+        if resp:
+            http = seg.http
+            old = http.get("response")
+            if old is None:
+                http["response"] = resp
+            else:
+                old.update(resp)
+        tracer.end_segment(seg, end_time=end_time)
+    except Exception:  # noqa: BLE001
+        _fail("end")
 
 
 def _with_header(message, echo):
     """A copy of ``message`` whose headers carry our X-Amzn-Trace-Id (replacing one the
     application set rather than sending two)."""
-    headers = [h for h in message.get("headers") or () if h[0].lower() != _TRACE_HEADER]
+    headers = [*(message.get("headers") or ())]  # any iterable of pairs, read once
+    for k, _ in headers:
+        # bytes.lower() only for a name of its length (15): a lower() per header and a list
+        # comprehension were most of this function's cost
+        if len(k) == 15 and k.lower() == _TRACE_HEADER:
+            headers = [h for h in headers if h[0].lower() != _TRACE_HEADER]
+            break
     headers.append((_TRACE_HEADER, echo))
-    message = dict(message)
+    message = message.copy()  # the application's own message is left as it was
     message["headers"] = headers
     return message
 
@@ -260,16 +288,24 @@ def _record_request(seg, scope, kind, method, host, path, agent, xff, tracer):
     qs = scope.get("query_string")
     if qs:
         url += "?" + redact_query(qs.decode("latin-1"), tracer.config.redact_query_params)
-    req = {"method": clip(method), "url": clip(url)}
+    # clip() called only for what it would change (a Python call per field), as in WSGI
+    if type(method) is not str or len(method) > FIELD_MAX:
+        method = clip(method)
+    if len(url) > FIELD_MAX:
+        url = clip(url)
+    req = {"method": method, "url": url}
     if xff:
         req["client_ip"] = clip(xff.decode("latin-1").split(",", 1)[0].strip())
         req["x_forwarded_for"] = True
     else:
         client = scope.get("client")
-        if client and client[0]:
-            req["client_ip"] = clip(client[0])
+        if client:
+            ip = client[0]
+            if ip:
+                req["client_ip"] = ip if type(ip) is str and len(ip) <= FIELD_MAX else clip(ip)
     if agent:
-        req["user_agent"] = clip(agent.decode("latin-1"))
+        agent = agent.decode("latin-1")
+        req["user_agent"] = agent if len(agent) <= FIELD_MAX else clip(agent)
     seg.http = {"request": req}
 
 
