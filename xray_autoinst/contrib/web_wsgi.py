@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
-from ..core.entities import FIELD_MAX, clip
-from ..core.urls import redact_query
+from ..core.webhttp import content_length as _content_length
 from ..core.wrapping import hide_frames
 from . import _guard, _web
 
@@ -83,8 +82,12 @@ class XRayMiddleware(_web.AppWrapper):
             echo = "Root=" + (seg.trace_id_ if seg.sampled else seg.trace_id)
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
-            if seg.sampled:
-                _record_request(seg, environ, method, host, path, tracer)
+            if seg.sampled:  # the request as its raw strings (see core/webhttp.py)
+                seg.raw_request = (
+                    method, environ.get("wsgi.url_scheme", "http"), host,
+                    environ.get("SCRIPT_NAME", ""), path, environ.get("QUERY_STRING"),
+                    environ.get("HTTP_X_FORWARDED_FOR"), environ.get("REMOTE_ADDR"),
+                    environ.get("HTTP_USER_AGENT"), tracer.config.redact_query_params)
         except Exception:  # noqa: BLE001
             _fail("begin")
             return self.app(environ, start_response)
@@ -148,24 +151,15 @@ class XRayMiddleware(_web.AppWrapper):
 
         def _done(exc=None):
             try:
-                if exc is None:
-                    # _record_response inline for a request that returned (the chain of
-                    # calls down to the emitter was half this path's Python frames)
+                if exc is None and seg.raw_request is not None:
+                    # a request that returned, its request still raw: the status code and
+                    # the length as they came, for the encoder (see core/webhttp.py); inline
+                    # (the chain of calls down to the emitter was half this path's frames)
                     status = state[0]
                     code = (_CODES.get(status) or _status_code(status)) if status else None
-                    length = state[1]
-                    if type(length) is str:  # the header's (a count is an int already)
-                        n = _LENGTHS.get(length)
-                        length = n if n is not None else _content_length(length)
-                    elif length is not None and type(length) is not int:
-                        length = _content_length(length)
-                    if code is not None:
-                        if code >= 400:
-                            seg.set_status(code)
-                        seg.http["response"] = {"status": code} if length is None else \
-                            {"status": code, "content_length": length}
-                    elif length is not None:
-                        seg.http["response"] = {"content_length": length}
+                    if code is not None and code >= 400:
+                        seg.set_status(code)
+                    seg.raw_response = (code, state[1])
                 else:
                     _record_response(seg, state, exc)
                 tracer.end_segment(seg, token)
@@ -265,33 +259,6 @@ def _add_header(headers, echo):
     return length
 
 
-def _record_request(seg, environ, method, host, path, tracer):
-    scheme = environ.get("wsgi.url_scheme", "http")
-    url = scheme + "://" + host + environ.get("SCRIPT_NAME", "") + path
-    qs = environ.get("QUERY_STRING")
-    if qs:
-        url += "?" + redact_query(qs, tracer.config.redact_query_params)
-    # WSGI's values are str (PEP 3333): clip() is called only for what it would change (a
-    # Python call per field was a fifth of this function)
-    if type(method) is not str or len(method) > FIELD_MAX:
-        method = clip(method)
-    if len(url) > FIELD_MAX:
-        url = clip(url)
-    req = {"method": method, "url": url}
-    xff = environ.get("HTTP_X_FORWARDED_FOR")
-    if xff:
-        req["client_ip"] = clip(xff.split(",", 1)[0].strip())
-        req["x_forwarded_for"] = True
-    else:
-        ip = environ.get("REMOTE_ADDR")
-        if ip:
-            req["client_ip"] = ip if type(ip) is str and len(ip) <= FIELD_MAX else clip(ip)
-    ua = environ.get("HTTP_USER_AGENT")
-    if ua:
-        req["user_agent"] = ua if type(ua) is str and len(ua) <= FIELD_MAX else clip(ua)
-    seg.http = {"request": req}
-
-
 # the status codes of the status lines seen so far ("200 OK" -> 200): int() of a string is a
 # type call, the dict lookup a tenth of it; bounded, a server sends few distinct lines
 _CODES: dict = {}
@@ -313,22 +280,6 @@ def _status_code(status):
         except ValueError:
             return None
     return code
-
-
-# the Content-Length values seen so far ("1234" -> 1234), as _CODES: bounded
-_LENGTHS: dict = {}
-
-
-def _content_length(value):
-    """The Content-Length ``value`` (a header's text, or the length counted) as an int; None
-    when it is not a number."""
-    try:
-        length = int(value)
-    except (TypeError, ValueError):
-        return None
-    if type(value) is str and len(_LENGTHS) < 256:
-        _LENGTHS[value] = length
-    return length
 
 
 def _record_response(seg, state, exc):

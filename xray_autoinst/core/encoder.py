@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from .. import __version__
+from .webhttp import text as _web_text
 
 try:
     from _json import encode_basestring_ascii as _q
@@ -206,13 +207,22 @@ def _head(e, in_progress=False, truncate=False):
     seg = e.segment
     if seg is e:
         context = _segment_context
+        # the request's raw strings when the middleware kept them (see Segment.http): read
+        # response first, request next (the order Segment.http clears them in)
+        resp = e.raw_response
+        raw = e.raw_request
+        if raw is not None:
+            http = ',"http":' + _web_text(raw, resp)
+        else:
+            http = e.http_
+            http = _http(http) if http else ""
         out += '%s%s%s%s%s%s%s' % (
             ',"trace_id":"%s"' % e.trace_id_,
             ',"parent_id":"%s"' % e.parent_id if e.parent_id else "",
             ',"origin":' + _q(e.origin) if e.origin else context[0],
             ',"user":' + _q(e.user) if e.user else "",
             ',"service":' + _dump(e.service) if e.service else context[1],
-            _http(e.http) if e.http else "", context[2])
+            http, context[2])
     else:
         if e.namespace:
             out += ',"namespace":"%s"' % e.namespace
