@@ -113,33 +113,39 @@ def text(raw, resp):
         m = _q(method)
         if len(_methods) < 64:
             _methods[method] = m
-    out = '{"request":{"method":' + m + ',"url":' + _q(url)
-    if ip is not None:
-        out += ',"client_ip":' + _q(ip) + (',"x_forwarded_for":true' if xff else "")
-    if ua is not None:
-        out += ',"user_agent":' + _q(ua)
     if resp is None:
-        return out + "}}"
-    try:
-        r = _responses.get(resp)
-    except TypeError:  # a length of an unhashable type
-        r = None
-    if r is None:
-        code, length = resp
-        if length is not None:
-            length = content_length(length)
-        if code is not None:
-            if length is None:
-                r = '},"response":{"status":%d}}' % code
-            else:
-                r = '},"response":{"status":%d,"content_length":%d}}' % (code, length)
-        elif length is not None:
-            r = '},"response":{"content_length":%d}}' % length
+        r = "}}"
+    else:
+        try:
+            r = _responses.get(resp)
+        except TypeError:  # a length of an unhashable type
+            r = None
+        if r is None:
+            r = _response_text(resp)
+    # one format for the block (each + copied the text so far)
+    return '{"request":{"method":%s,"url":%s%s%s%s' % (
+        m, _q(url),
+        "" if ip is None else
+        ',"client_ip":' + _q(ip) + (',"x_forwarded_for":true' if xff else ""),
+        "" if ua is None else ',"user_agent":' + _q(ua), r)
+
+
+def _response_text(resp):
+    code, length = resp
+    if length is not None:
+        length = content_length(length)
+    if code is not None:
+        if length is None:
+            r = '},"response":{"status":%d}}' % code
         else:
-            r = "}}"
-        if len(_responses) < 256:
-            try:
-                _responses[resp] = r
-            except TypeError:
-                pass
-    return out + r
+            r = '},"response":{"status":%d,"content_length":%d}}' % (code, length)
+    elif length is not None:
+        r = '},"response":{"content_length":%d}}' % length
+    else:
+        r = "}}"
+    if len(_responses) < 256:
+        try:
+            _responses[resp] = r
+        except TypeError:
+            pass
+    return r
