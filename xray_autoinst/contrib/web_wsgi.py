@@ -8,6 +8,8 @@ parse, a sampling decision and a context switch: no document is built.
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
 from ..core.webhttp import content_length as _content_length
@@ -149,23 +151,6 @@ class XRayMiddleware(_web.AppWrapper):
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        def _done(exc=None):
-            try:
-                if exc is None and seg.raw_request is not None:
-                    # a request that returned, its request still raw: the status code and
-                    # the length as they came, for the encoder (see core/webhttp.py); inline
-                    # (the chain of calls down to the emitter was half this path's frames)
-                    status = state[0]
-                    code = (_CODES.get(status) or _status_code(status)) if status else None
-                    if code is not None and code >= 400:
-                        seg.set_status(code)
-                    seg.raw_response = (code, state[1])
-                else:
-                    _record_response(seg, state, exc)
-                tracer.end_segment(seg, token)
-            except Exception:  # noqa: BLE001
-                _fail("end")
-
         # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
         # (gunicorn, waitress, wsgiref) costs this test alone
         watch = None
@@ -180,7 +165,7 @@ class XRayMiddleware(_web.AppWrapper):
         except BaseException as exc:
             if watch is not None:
                 _unwatch(environ, watch)
-            _done(exc)
+            _end(tracer, seg, token, state, exc)
             hide_frames(exc)
             raise
         try:
@@ -189,19 +174,42 @@ class XRayMiddleware(_web.AppWrapper):
             if type(result) in (list, tuple):
                 if state[1] is None:
                     state[1] = sum(len(b) for b in result)
-                _done()
+                _end(tracer, seg, token, state)
                 return result
             if _is_file_wrapper(result, environ, watch):
                 # the server's own file wrapper, returned untouched (its sendfile and
                 # Content-Length logic key on its type or identity); the segment ends now
-                _done()
+                _end(tracer, seg, token, state)
                 return result
+            # a function for close() made only here (a closure made on every request was
+            # ~500 instructions, and its variables cells)
+            done = partial(_end, tracer, seg, token, state)
             if hasattr(type(result), "__len__"):
-                return _ClosingSizedResponse(result, _done)
-            return _ClosingResponse(result, _done)
+                return _ClosingSizedResponse(result, done)
+            return _ClosingResponse(result, done)
         except Exception:  # noqa: BLE001
             _fail("response")
             return result
+
+
+def _end(tracer, seg, token, state, exc=None):
+    """Record the response (``state``: the status line and Content-Length seen) and end
+    the segment."""
+    try:
+        if exc is None and seg.raw_request is not None:
+            # a request that returned, its request still raw: the status code and the length
+            # as they came, for the encoder (see core/webhttp.py); inline (the chain of calls
+            # down to the emitter was half this path's Python frames)
+            status = state[0]
+            code = (_CODES.get(status) or _status_code(status)) if status else None
+            if code is not None and code >= 400:
+                seg.set_status(code)
+            seg.raw_response = (code, state[1])
+        else:
+            _record_response(seg, state, exc)
+        tracer.end_segment(seg, token)
+    except Exception:  # noqa: BLE001
+        _fail("end")
 
 
 def _watch_file_wrapper(environ):
