@@ -95,7 +95,10 @@ class XRayMiddleware(_web.AppWrapper):
             return self.app(environ, start_response)
         if seg.sampled:
             try:
-                return self._sampled(environ, start_response, tracer, seg, token, echo)
+                # a module function given the application: the wrapper's __getattr__ (the
+                # application's attributes reachable through it) leaves every self.x lookup
+                # unspecialised, and self._sampled made a bound method too
+                return _sampled(self.app, environ, start_response, tracer, seg, token, echo)
             except BaseException as exc:  # the application's: out of its traceback go our frames
                 hide_frames(exc)
                 raise
@@ -125,71 +128,72 @@ class XRayMiddleware(_web.AppWrapper):
             if _ending:  # an unsampled request does not pass through end_segment
                 _run_ending(seg)
 
-    def _sampled(self, environ, start_response, tracer, seg, token, echo):
-        state = [None, None]  # status, content-length
 
-        def _start_response(status, headers, exc_info=None):
-            try:
-                state[0] = status
-                # _add_header inline (one Python call less; see there)
-                length = None
-                own = False
-                for k, v in headers:
-                    n = len(k)
-                    if n == 14:
-                        if k.lower() == "content-length":
-                            length = v
-                    elif n == 15 and k.lower() == "x-amzn-trace-id":
-                        own = True
-                if own:
-                    headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
-                headers.append(("X-Amzn-Trace-Id", echo))
-                state[1] = length
-            except Exception:  # noqa: BLE001
-                _fail("start_response")
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
+def _sampled(app, environ, start_response, tracer, seg, token, echo):
+    state = [None, None]  # status, content-length
 
-        # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
-        # (gunicorn, waitress, wsgiref) costs this test alone
-        watch = None
+    def _start_response(status, headers, exc_info=None):
         try:
-            fw = environ.get("wsgi.file_wrapper")
-            if fw is not None and not isinstance(fw, type):
-                watch = _watch_file_wrapper(environ)
+            state[0] = status
+            # _add_header inline (one Python call less; see there)
+            length = None
+            own = False
+            for k, v in headers:
+                n = len(k)
+                if n == 14:
+                    if k.lower() == "content-length":
+                        length = v
+                elif n == 15 and k.lower() == "x-amzn-trace-id":
+                    own = True
+            if own:
+                headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
+            headers.append(("X-Amzn-Trace-Id", echo))
+            state[1] = length
         except Exception:  # noqa: BLE001
-            _fail("file_wrapper")
-        try:
-            result = self.app(environ, _start_response)
-        except BaseException as exc:
-            if watch is not None:
-                _unwatch(environ, watch)
-            _end(tracer, seg, token, state, exc)
-            hide_frames(exc)
-            raise
-        try:
-            if watch is not None:
-                _unwatch(environ, watch)
-            if type(result) in (list, tuple):
-                if state[1] is None:
-                    state[1] = sum(len(b) for b in result)
-                _end(tracer, seg, token, state)
-                return result
-            if _is_file_wrapper(result, environ, watch):
-                # the server's own file wrapper, returned untouched (its sendfile and
-                # Content-Length logic key on its type or identity); the segment ends now
-                _end(tracer, seg, token, state)
-                return result
-            # a function for close() made only here (a closure made on every request was
-            # ~500 instructions, and its variables cells)
-            done = partial(_end, tracer, seg, token, state)
-            if hasattr(type(result), "__len__"):
-                return _ClosingSizedResponse(result, done)
-            return _ClosingResponse(result, done)
-        except Exception:  # noqa: BLE001
-            _fail("response")
+            _fail("start_response")
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
+    # (gunicorn, waitress, wsgiref) costs this test alone
+    watch = None
+    try:
+        fw = environ.get("wsgi.file_wrapper")
+        if fw is not None and not isinstance(fw, type):
+            watch = _watch_file_wrapper(environ)
+    except Exception:  # noqa: BLE001
+        _fail("file_wrapper")
+    try:
+        result = app(environ, _start_response)
+    except BaseException as exc:
+        if watch is not None:
+            _unwatch(environ, watch)
+        _end(tracer, seg, token, state, exc)
+        hide_frames(exc)
+        raise
+    try:
+        if watch is not None:
+            _unwatch(environ, watch)
+        if type(result) in (list, tuple):
+            if state[1] is None:
+                state[1] = sum(len(b) for b in result)
+            _end(tracer, seg, token, state)
             return result
+        if _is_file_wrapper(result, environ, watch):
+            # the server's own file wrapper, returned untouched (its sendfile and
+            # Content-Length logic key on its type or identity); the segment ends now
+            _end(tracer, seg, token, state)
+            return result
+        # a function for close() made only here (a closure made on every request was
+        # ~500 instructions, and its variables cells)
+        done = partial(_end, tracer, seg, token, state)
+        if hasattr(type(result), "__len__"):
+            return _ClosingSizedResponse(result, done)
+        return _ClosingResponse(result, done)
+    except Exception:  # noqa: BLE001
+        _fail("response")
+        return result
 
 
 def _end(tracer, seg, token, state, exc=None):
