@@ -12,7 +12,7 @@ from functools import partial
 
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
-from ..core.webhttp import content_length as _content_length
+from ..core.encoder import content_length as _content_length
 from ..core.wrapping import hide_frames
 from . import _guard, _web
 
@@ -84,7 +84,7 @@ class XRayMiddleware(_web.AppWrapper):
             echo = "Root=" + (seg.trace_id_ if seg.sampled else seg.trace_id)
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
-            if seg.sampled:  # the request as its raw strings (see core/webhttp.py)
+            if seg.sampled:  # the request as its raw strings (see core/encoder.py, web_text)
                 seg.raw_request = (
                     method, environ.get("wsgi.url_scheme", "http"), host,
                     environ.get("SCRIPT_NAME", ""), path, environ.get("QUERY_STRING"),
@@ -202,8 +202,8 @@ def _end(tracer, seg, token, state, exc=None):
     try:
         if exc is None and seg.raw_request is not None:
             # a request that returned, its request still raw: the status code and the length
-            # as they came, for the encoder (see core/webhttp.py); inline (the chain of calls
-            # down to the emitter was half this path's Python frames)
+            # as they came, for the encoder (see core/encoder.py, web_text); inline (the chain
+            # of calls down to the emitter was half this path's Python frames)
             status = state[0]
             code = (_CODES.get(status) or _status_code(status)) if status else None
             if code is not None and code >= 400:

@@ -232,7 +232,7 @@ class Segment(Entity):
         return self.trace_id_
 
     # A web middleware may record the request as its raw strings (``raw_request``,
-    # ``raw_response``: see core/webhttp.py) and leave the http block to the encoder, on the
+    # ``raw_response``: see encoder.web_text) and leave the http block to the encoder, on the
     # sender's thread. ``http`` is then made the first time anything reads it, and from then
     # on the dict is the record (the middleware and the encoder see ``raw_request`` is None);
     # an assignment replaces both. The encoder reads the slots, never this property.
@@ -240,9 +240,9 @@ class Segment(Entity):
     def http(self):
         raw = self.raw_request
         if raw is not None:
-            from . import webhttp
+            from . import encoder
 
-            self.http_ = webhttp.as_dict(raw, self.raw_response)
+            self.http_ = encoder.web_dict(raw, self.raw_response)
             # cleared after http_ is set, request first: an encoder reading raw_response,
             # then raw_request, then http_ never sees half of either
             self.raw_request = None

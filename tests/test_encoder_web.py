@@ -7,7 +7,7 @@ import json
 import pytest
 from xray_testing import validate
 
-from xray_autoinst.core import encoder, ids, webhttp
+from xray_autoinst.core import encoder, ids
 from xray_autoinst.core.entities import Segment
 from xray_autoinst.wsgi import XRayMiddleware
 
@@ -61,9 +61,9 @@ CASES = [
 
 @pytest.mark.parametrize("req, resp, expected", CASES)
 def test_text_and_dict_say_the_same(req, resp, expected):
-    assert webhttp.as_dict(req, resp) == expected
-    assert json.loads(webhttp.text(req, resp)) == expected
-    assert json.loads(webhttp.text(req, resp)) == expected  # again, from the caches
+    assert encoder.web_dict(req, resp) == expected
+    assert json.loads(encoder.web_text(req, resp)) == expected
+    assert json.loads(encoder.web_text(req, resp)) == expected  # again, from the caches
 
 
 def _segment(req, resp):
