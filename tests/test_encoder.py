@@ -169,3 +169,25 @@ def test_times_are_written_to_the_microsecond(t):
     assert abs(doc["start_time"] - t) < 2e-6 and abs(doc["end_time"] - (t + 1.25)) < 2e-6
     assert doc["end_time"] >= doc["start_time"]
     assert json.loads(encoder.in_progress_document(seg))["start_time"] == doc["start_time"]
+
+
+@pytest.mark.parametrize("start, end", [
+    (1796425594.25, 1796425594.75),  # one second: the one-format path once it is cached
+    (1796425594.999999, 1796425595.000001),  # across a second
+    (1796425594.5, None),  # in progress
+    (-1.5, 0.5),  # not written from a cached second
+])
+def test_both_time_paths_write_the_same_text(start, end):
+    seg = Segment("svc", ids.trace_id(), start_time=start)
+    seg.end_time = end
+    general = encoder._times(start, end)
+    for _ in range(2):  # the second time with start's second cached
+        text = encoder.documents(seg)[0]
+        assert general in text
+        doc = json.loads(text)
+        validate(doc)
+        assert abs(doc["start_time"] - start) < 1e-6
+        if end is None:
+            assert doc["in_progress"] is True
+        else:
+            assert abs(doc["end_time"] - end) < 1e-6

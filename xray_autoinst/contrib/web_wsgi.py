@@ -8,10 +8,11 @@ parse, a sampling decision and a context switch: no document is built.
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..core import header as _header
 from ..core import tracer as _tracer_mod
-from ..core.entities import FIELD_MAX, clip
-from ..core.urls import redact_query
+from ..core.encoder import content_length as _content_length
 from ..core.wrapping import hide_frames
 from . import _guard, _web
 
@@ -83,14 +84,21 @@ class XRayMiddleware(_web.AppWrapper):
             echo = "Root=" + (seg.trace_id_ if seg.sampled else seg.trace_id)
             if hdr is not None and hdr.sampled == "?":
                 echo += ";Sampled=1" if seg.sampled else ";Sampled=0"
-            if seg.sampled:
-                _record_request(seg, environ, method, host, path, tracer)
+            if seg.sampled:  # the request as its raw strings (see core/encoder.py, web_text)
+                seg.raw_request = (
+                    method, environ.get("wsgi.url_scheme", "http"), host,
+                    environ.get("SCRIPT_NAME", ""), path, environ.get("QUERY_STRING"),
+                    environ.get("HTTP_X_FORWARDED_FOR"), environ.get("REMOTE_ADDR"),
+                    environ.get("HTTP_USER_AGENT"), tracer.config.redact_query_params)
         except Exception:  # noqa: BLE001
             _fail("begin")
             return self.app(environ, start_response)
         if seg.sampled:
             try:
-                return self._sampled(environ, start_response, tracer, seg, token, echo)
+                # a module function given the application: the wrapper's __getattr__ (the
+                # application's attributes reachable through it) leaves every self.x lookup
+                # unspecialised, and self._sampled made a bound method too
+                return _sampled(self.app, environ, start_response, tracer, seg, token, echo)
             except BaseException as exc:  # the application's: out of its traceback go our frames
                 hide_frames(exc)
                 raise
@@ -120,94 +128,92 @@ class XRayMiddleware(_web.AppWrapper):
             if _ending:  # an unsampled request does not pass through end_segment
                 _run_ending(seg)
 
-    def _sampled(self, environ, start_response, tracer, seg, token, echo):
-        state = [None, None]  # status, content-length
 
-        def _start_response(status, headers, exc_info=None):
-            try:
-                state[0] = status
-                # _add_header inline (one Python call less; see there)
-                length = None
-                own = False
-                for k, v in headers:
-                    n = len(k)
-                    if n == 14:
-                        if k.lower() == "content-length":
-                            length = v
-                    elif n == 15 and k.lower() == "x-amzn-trace-id":
-                        own = True
-                if own:
-                    headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
-                headers.append(("X-Amzn-Trace-Id", echo))
-                state[1] = length
-            except Exception:  # noqa: BLE001
-                _fail("start_response")
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
+def _sampled(app, environ, start_response, tracer, seg, token, echo):
+    state = [None, None]  # status, content-length
 
-        def _done(exc=None):
-            try:
-                if exc is None:
-                    # _record_response inline for a request that returned (the chain of
-                    # calls down to the emitter was half this path's Python frames)
-                    status = state[0]
-                    code = (_CODES.get(status) or _status_code(status)) if status else None
-                    length = state[1]
-                    if type(length) is str:  # the header's (a count is an int already)
-                        n = _LENGTHS.get(length)
-                        length = n if n is not None else _content_length(length)
-                    elif length is not None and type(length) is not int:
-                        length = _content_length(length)
-                    if code is not None:
-                        if code >= 400:
-                            seg.set_status(code)
-                        seg.http["response"] = {"status": code} if length is None else \
-                            {"status": code, "content_length": length}
-                    elif length is not None:
-                        seg.http["response"] = {"content_length": length}
-                else:
-                    _record_response(seg, state, exc)
-                tracer.end_segment(seg, token)
-            except Exception:  # noqa: BLE001
-                _fail("end")
-
-        # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
-        # (gunicorn, waitress, wsgiref) costs this test alone
-        watch = None
+    def _start_response(status, headers, exc_info=None):
         try:
-            fw = environ.get("wsgi.file_wrapper")
-            if fw is not None and not isinstance(fw, type):
-                watch = _watch_file_wrapper(environ)
+            state[0] = status
+            # _add_header inline (one Python call less; see there)
+            length = None
+            own = False
+            for k, v in headers:
+                n = len(k)
+                if n == 14:
+                    if k.lower() == "content-length":
+                        length = v
+                elif n == 15 and k.lower() == "x-amzn-trace-id":
+                    own = True
+            if own:
+                headers[:] = [h for h in headers if h[0].lower() != "x-amzn-trace-id"]
+            headers.append(("X-Amzn-Trace-Id", echo))
+            state[1] = length
         except Exception:  # noqa: BLE001
-            _fail("file_wrapper")
-        try:
-            result = self.app(environ, _start_response)
-        except BaseException as exc:
-            if watch is not None:
-                _unwatch(environ, watch)
-            _done(exc)
-            hide_frames(exc)
-            raise
-        try:
-            if watch is not None:
-                _unwatch(environ, watch)
-            if type(result) in (list, tuple):
-                if state[1] is None:
-                    state[1] = sum(len(b) for b in result)
-                _done()
-                return result
-            if _is_file_wrapper(result, environ, watch):
-                # the server's own file wrapper, returned untouched (its sendfile and
-                # Content-Length logic key on its type or identity); the segment ends now
-                _done()
-                return result
-            if hasattr(type(result), "__len__"):
-                return _ClosingSizedResponse(result, _done)
-            return _ClosingResponse(result, _done)
-        except Exception:  # noqa: BLE001
-            _fail("response")
+            _fail("start_response")
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    # the server's file wrapper is swapped only when it is a function (uWSGI's); a class
+    # (gunicorn, waitress, wsgiref) costs this test alone
+    watch = None
+    try:
+        fw = environ.get("wsgi.file_wrapper")
+        if fw is not None and not isinstance(fw, type):
+            watch = _watch_file_wrapper(environ)
+    except Exception:  # noqa: BLE001
+        _fail("file_wrapper")
+    try:
+        result = app(environ, _start_response)
+    except BaseException as exc:
+        if watch is not None:
+            _unwatch(environ, watch)
+        _end(tracer, seg, token, state, exc)
+        hide_frames(exc)
+        raise
+    try:
+        if watch is not None:
+            _unwatch(environ, watch)
+        if type(result) in (list, tuple):
+            if state[1] is None:
+                state[1] = sum(len(b) for b in result)
+            _end(tracer, seg, token, state)
             return result
+        if _is_file_wrapper(result, environ, watch):
+            # the server's own file wrapper, returned untouched (its sendfile and
+            # Content-Length logic key on its type or identity); the segment ends now
+            _end(tracer, seg, token, state)
+            return result
+        # a function for close() made only here (a closure made on every request was
+        # ~500 instructions, and its variables cells)
+        done = partial(_end, tracer, seg, token, state)
+        if hasattr(type(result), "__len__"):
+            return _ClosingSizedResponse(result, done)
+        return _ClosingResponse(result, done)
+    except Exception:  # noqa: BLE001
+        _fail("response")
+        return result
+
+
+def _end(tracer, seg, token, state, exc=None):
+    """Record the response (``state``: the status line and Content-Length seen) and end
+    the segment."""
+    try:
+        if exc is None and seg.raw_request is not None:
+            # a request that returned, its request still raw: the status code and the length
+            # as they came, for the encoder (see core/encoder.py, web_text); inline (the chain
+            # of calls down to the emitter was half this path's Python frames)
+            status = state[0]
+            code = (_CODES.get(status) or _status_code(status)) if status else None
+            if code is not None and code >= 400:
+                seg.set_status(code)
+            seg.raw_response = (code, state[1])
+        else:
+            _record_response(seg, state, exc)
+        tracer.end_segment(seg, token)
+    except Exception:  # noqa: BLE001
+        _fail("end")
 
 
 def _watch_file_wrapper(environ):
@@ -265,33 +271,6 @@ def _add_header(headers, echo):
     return length
 
 
-def _record_request(seg, environ, method, host, path, tracer):
-    scheme = environ.get("wsgi.url_scheme", "http")
-    url = scheme + "://" + host + environ.get("SCRIPT_NAME", "") + path
-    qs = environ.get("QUERY_STRING")
-    if qs:
-        url += "?" + redact_query(qs, tracer.config.redact_query_params)
-    # WSGI's values are str (PEP 3333): clip() is called only for what it would change (a
-    # Python call per field was a fifth of this function)
-    if type(method) is not str or len(method) > FIELD_MAX:
-        method = clip(method)
-    if len(url) > FIELD_MAX:
-        url = clip(url)
-    req = {"method": method, "url": url}
-    xff = environ.get("HTTP_X_FORWARDED_FOR")
-    if xff:
-        req["client_ip"] = clip(xff.split(",", 1)[0].strip())
-        req["x_forwarded_for"] = True
-    else:
-        ip = environ.get("REMOTE_ADDR")
-        if ip:
-            req["client_ip"] = ip if type(ip) is str and len(ip) <= FIELD_MAX else clip(ip)
-    ua = environ.get("HTTP_USER_AGENT")
-    if ua:
-        req["user_agent"] = ua if type(ua) is str and len(ua) <= FIELD_MAX else clip(ua)
-    seg.http = {"request": req}
-
-
 # the status codes of the status lines seen so far ("200 OK" -> 200): int() of a string is a
 # type call, the dict lookup a tenth of it; bounded, a server sends few distinct lines
 _CODES: dict = {}
@@ -313,22 +292,6 @@ def _status_code(status):
         except ValueError:
             return None
     return code
-
-
-# the Content-Length values seen so far ("1234" -> 1234), as _CODES: bounded
-_LENGTHS: dict = {}
-
-
-def _content_length(value):
-    """The Content-Length ``value`` (a header's text, or the length counted) as an int; None
-    when it is not a number."""
-    try:
-        length = int(value)
-    except (TypeError, ValueError):
-        return None
-    if type(value) is str and len(_LENGTHS) < 256:
-        _LENGTHS[value] = length
-    return length
 
 
 def _record_response(seg, state, exc):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 
 from .. import __version__
+from .entities import FIELD_MAX, clip
+from .urls import redact_query
 
 try:
     from _json import encode_basestring_ascii as _q
@@ -141,6 +143,148 @@ def _http(http):
     return ',"http":' + (text if text is not None else _dump(http))
 
 
+# -- a web segment's http block, made from the request's own strings when it is needed ----
+#
+# The WSGI middleware keeps what it read from the environ (``raw_request``) and the response's
+# status code and Content-Length as they came (``raw_response``) on the segment, and nothing
+# else: the block is written from them as JSON text by the encoder, on the sender's thread, or
+# made into the dict ``seg.http`` the first time anything reads it (the aws-xray-sdk bridge, a
+# test). Both ways apply the same rules, here: secret-looking query values redacted; method, url,
+# client_ip and user_agent clipped to the schema's 250 characters; Content-Length as a number.
+# (Building the two dicts and the url on the request thread was ~8 000 instructions a request.)
+#
+# ``raw_request``: (method, scheme, host, script name, path, query, X-Forwarded-For, remote
+# address, user agent, the secret query names); ``raw_response``: (status code or None,
+# Content-Length as the application gave it: a header's text, a count, or None).
+
+
+def web_request_fields(raw):
+    """(method, url, client_ip or None, whether it came from X-Forwarded-For, user_agent or
+    None), each a str within the schema's limits."""
+    method, scheme, host, script, path, query, xff, ip, ua, secret = raw
+    # "%s" rather than +: whatever a server put in the environ (PEP 3333 says str) cannot
+    # make the document fail here, on the sender's thread
+    url = "%s://%s%s%s" % (scheme, host, script, path)
+    if query:
+        url += "?" + redact_query(str(query), secret)
+    if type(method) is not str or len(method) > FIELD_MAX:
+        method = clip(method)
+    if len(url) > FIELD_MAX:
+        url = clip(url)
+    if xff:
+        return method, url, clip(str(xff).split(",", 1)[0].strip()), True, \
+            (ua if type(ua) is str and len(ua) <= FIELD_MAX else clip(ua)) if ua else None
+    if ip:
+        if type(ip) is not str or len(ip) > FIELD_MAX:
+            ip = clip(ip)
+    else:
+        ip = None
+    if ua:
+        if type(ua) is not str or len(ua) > FIELD_MAX:
+            ua = clip(ua)
+    else:
+        ua = None
+    return method, url, ip, False, ua
+
+
+# the Content-Length values seen so far ("1234" -> 1234): int() of a string is a type call, the
+# dict lookup a tenth of it; bounded, a server sends few distinct lengths
+_LENGTHS: dict = {}
+
+
+def content_length(value):
+    """The Content-Length ``value`` (a header's text, or the length counted) as an int; None
+    when it is not a number."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        n = _LENGTHS.get(value)
+        if n is not None:
+            return n
+    try:
+        length = int(value)
+    except (TypeError, ValueError):
+        return None
+    if type(value) is str and len(_LENGTHS) < 256:
+        _LENGTHS[value] = length
+    return length
+
+
+def web_dict(raw, resp):
+    """The ``http`` dict of the same content as ``web_text``."""
+    method, url, ip, xff, ua = web_request_fields(raw)
+    req = {"method": method, "url": url}
+    if ip is not None:
+        req["client_ip"] = ip
+        if xff:
+            req["x_forwarded_for"] = True
+    if ua is not None:
+        req["user_agent"] = ua
+    http = {"request": req}
+    if resp is not None:
+        code, length = resp
+        if length is not None:
+            length = content_length(length)
+        if code is not None:
+            http["response"] = {"status": code} if length is None else \
+                {"status": code, "content_length": length}
+        elif length is not None:
+            http["response"] = {"content_length": length}
+    return http
+
+
+# the quoted text of the few methods, and of each response seen ((code, length) -> its text),
+# bounded: a server answers with few distinct pairs
+_web_methods: dict = {}
+_web_responses: dict = {}
+
+
+def web_text(raw, resp):
+    """The ``http`` block as JSON text (the same keys in the same order as ``web_dict``)."""
+    method, url, ip, xff, ua = web_request_fields(raw)
+    m = _web_methods.get(method)
+    if m is None:
+        m = _q(method)
+        if len(_web_methods) < 64:
+            _web_methods[method] = m
+    if resp is None:
+        r = "}}"
+    else:
+        try:
+            r = _web_responses.get(resp)
+        except TypeError:  # a length of an unhashable type
+            r = None
+        if r is None:
+            r = _web_response_text(resp)
+    # one format for the block (each + copied the text so far)
+    return '{"request":{"method":%s,"url":%s%s%s%s' % (
+        m, _q(url),
+        "" if ip is None else
+        ',"client_ip":' + _q(ip) + (',"x_forwarded_for":true' if xff else ""),
+        "" if ua is None else ',"user_agent":' + _q(ua), r)
+
+
+def _web_response_text(resp):
+    code, length = resp
+    if length is not None:
+        length = content_length(length)
+    if code is not None:
+        if length is None:
+            r = '},"response":{"status":%d}}' % code
+        else:
+            r = '},"response":{"status":%d,"content_length":%d}}' % (code, length)
+    elif length is not None:
+        r = '},"response":{"content_length":%d}}' % length
+    else:
+        r = "}}"
+    if len(_web_responses) < 256:
+        try:
+            _web_responses[resp] = r
+        except TypeError:
+            pass
+    return r
+
+
 # the epoch second of the last time written (a float) and its text ("1796425594."), one tuple
 # so that threads never see the two apart: a time's text is then that text and the microseconds
 # (truncated); ``%.6f`` formats the float's digits each time (~5 000 instructions a time)
@@ -182,16 +326,13 @@ def _name(name):
     return text
 
 
-def _head(e, in_progress=False, truncate=False):
-    """The entity's own fields, without subsegments and without the closing brace."""
-    # the two times written inline (a call each was a fifth of their cost): see _ts
-    t = e.start_time
+def _times(t, end):
+    """``"start_time":...,"end_time":...`` (or ``"in_progress":true``), any two times."""
     c = _second
     d = t - c[0]
     if not 0.0 <= d < 1.0:
         c = _new_second(t)
         d = None if c is None else t - c[0]
-    end = None if in_progress else e.end_time
     if end is None:
         times = '"in_progress":true'
     elif d is not None and 0.0 <= end - c[0] < 1.0:
@@ -199,20 +340,42 @@ def _head(e, in_progress=False, truncate=False):
     else:
         times = '"end_time":' + _ts(end)
     if d is None:
-        out = '{"name":%s,"id":"%s","start_time":%s,%s' % (_name(e.name), e.id, _ts(t), times)
+        return '"start_time":%s,%s' % (_ts(t), times)
+    return '"start_time":%s%06d,%s' % (c[1], d * 1e6, times)
+
+
+def _head(e, in_progress=False, truncate=False):
+    """The entity's own fields, without subsegments and without the closing brace."""
+    t = e.start_time
+    end = None if in_progress else e.end_time
+    c = _second
+    s = c[0]
+    if end is not None and 0.0 <= t - s < 1.0 and 0.0 <= end - s < 1.0:
+        # the usual: both times in the cached second, written with the name and id in one
+        # format (see _ts; a call and a format less than _times, ~1 000 instructions)
+        out = '{"name":%s,"id":"%s","start_time":%s%06d,"end_time":%s%06d' % (
+            _name(e.name), e.id, c[1], (t - s) * 1e6, c[1], (end - s) * 1e6)
     else:
-        out = '{"name":%s,"id":"%s","start_time":%s%06d,%s' % (
-            _name(e.name), e.id, c[1], d * 1e6, times)
+        out = '{"name":%s,"id":"%s",%s' % (_name(e.name), e.id, _times(t, end))
     seg = e.segment
     if seg is e:
         context = _segment_context
-        out += '%s%s%s%s%s%s%s' % (
-            ',"trace_id":"%s"' % e.trace_id_,
+        # the request's raw strings when the middleware kept them (see Segment.http): read
+        # response first, request next (the order Segment.http clears them in)
+        resp = e.raw_response
+        raw = e.raw_request
+        if raw is not None:
+            http = ',"http":' + web_text(raw, resp)
+        else:
+            http = e.http_
+            http = _http(http) if http else ""
+        out += ',"trace_id":"%s"%s%s%s%s%s%s' % (
+            e.trace_id_,
             ',"parent_id":"%s"' % e.parent_id if e.parent_id else "",
             ',"origin":' + _q(e.origin) if e.origin else context[0],
             ',"user":' + _q(e.user) if e.user else "",
             ',"service":' + _dump(e.service) if e.service else context[1],
-            _http(e.http) if e.http else "", context[2])
+            http, context[2])
     else:
         if e.namespace:
             out += ',"namespace":"%s"' % e.namespace
@@ -301,6 +464,10 @@ def documents(entity) -> list[str]:
     """The documents (JSON text) that carry ``entity`` and its finished subsegments."""
     out: list[str] = []
     if entity.segment is entity:
+        if not entity.subsegments:  # the usual web request's: _inline's checks, without its call
+            head = _head(entity)
+            if len(head) <= DOC_MAX - 100:
+                return [head + "}"]
         text = _inline(entity, out, DOC_MAX)
         out.append(text)
     else:
