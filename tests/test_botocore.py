@@ -288,3 +288,108 @@ def test_header_handler_uses_the_checked_headers_dict_and_keeps_a_callers_header
         t.end_segment(seg, token)
     assert Req.headers["X-Amzn-Trace-Id"] == "Root=mine"
     assert Req.headers["traceparent"].startswith("00-")
+
+
+def _stubbed_ddb():
+    from botocore.stub import Stubber
+
+    ddb = boto3.client("dynamodb", endpoint_url="http://127.0.0.1:9", **CREDS)
+    stubber = Stubber(ddb)
+    stubber.activate()
+    return ddb, stubber
+
+
+def test_a_known_operation_is_begun_in_make_api_call_and_records_the_same(
+        tracer, patched, monkeypatch):
+    """The second call of an operation on a client takes the path written out in
+    ``_make_api_call`` (``_begin`` is not called again) and records what the first recorded:
+    the same fields, a str subclass and a long identifier as ``_identifiers`` takes them."""
+    t, emitter = tracer
+    calls = []
+    begin = aws_botocore._begin
+    monkeypatch.setattr(aws_botocore, "_begin", lambda *a: calls.append(a[1]) or begin(*a))
+
+    class Name(str):
+        pass
+
+    long_name = "t" * 300
+    ddb, stubber = _stubbed_ddb()
+    for _ in range(3):
+        stubber.add_response("get_item", {"Item": {"id": {"S": "1"}}})
+    stubber.add_response("batch_get_item", {"Responses": {}})
+    with segment(t):
+        for name in ("orders", Name("orders"), long_name):
+            ddb.get_item(TableName=name, Key={"id": {"S": "1"}})
+        ddb.batch_get_item(RequestItems={"a": {"Keys": [{"id": {"S": "1"}}]}})
+    assert calls == ["GetItem", "BatchGetItem"]  # each operation's first call only
+    doc = only_doc(emitter)
+    validate(doc)
+    got = [(s["name"], s["namespace"], s["aws"]) for s in subs(doc)]
+    ops = {"operation": "GetItem", "region": "us-east-1"}
+    assert got == [
+        ("dynamodb", "aws", dict(ops, table_name="orders")),
+        ("dynamodb", "aws", dict(ops, table_name="orders")),
+        ("dynamodb", "aws", dict(ops, table_name="t" * 247 + "...")),
+        ("dynamodb", "aws", {"operation": "BatchGetItem", "region": "us-east-1",
+                             "table_names": ["a"]})]
+
+
+def test_the_written_out_path_fails_into_the_reporter_not_the_call(patched, monkeypatch):
+    """A failure while the usual call is begun in ``_make_api_call`` (here the plan's
+    parameters) is reported and the call still runs; one while it is ended too."""
+    t, emitter = install_tracer({"XRAY_AUTOINST_RAISE": "0"})
+    ddb, stubber = _stubbed_ddb()
+    for _ in range(3):
+        stubber.add_response("get_item", {"Item": {"id": {"S": "1"}}})
+    token = current_entity.set(None)
+    try:
+        with segment(t):
+            ddb.get_item(TableName="orders", Key={"id": {"S": "1"}})  # the plan is made
+            plan = ddb._xray_autoinst_events.ops["GetItem"]
+            monkeypatch.setattr(plan, "params", (None,))  # unpacking it raises
+            assert ddb.get_item(TableName="orders", Key={"id": {"S": "1"}})["Item"]
+            monkeypatch.setattr(aws_botocore, "_result", lambda *a: 1 / 0)
+            assert ddb.get_item(TableName="orders", Key={"id": {"S": "1"}})["Item"]
+            assert current_entity.get().name == "svc"
+    finally:
+        current_entity.reset(token)
+    doc = only_doc(emitter)
+    validate(doc)
+    # recorded and ended all the same (the plan stays broken for the third)
+    assert [s["aws"].get("table_name") for s in subs(doc)] == ["orders", None, None]
+
+
+@pytest.mark.parametrize("lineage, tracestate", [(None, None), ("a87bd80c:1", None),
+                                                 (None, "vendor=1")])
+def test_header_handler_values_equal_core_headers(patched, lineage, tracestate):
+    """The trace headers the before-send handler writes out for the usual case are
+    core.header's format and format_traceparent (with a lineage or a tracestate, the
+    tracer's own methods); a caller's traceparent wins as its X-Amzn-Trace-Id does."""
+    from botocore.awsrequest import HeadersDict
+
+    from xray_autoinst.core import header
+
+    t, _emitter = install_tracer({})
+    seg, token = t.begin_segment("svc")
+    seg.lineage, seg.tracestate = lineage, tracestate
+    sub = t.begin_subsegment("dynamodb", "aws")
+    sub.aws = {}
+
+    class Req:
+        headers = HeadersDict({})
+
+    class Mine:
+        headers = HeadersDict({"TraceParent": "00-mine"})
+
+    try:
+        aws_botocore._inject_header(request=Req)
+        aws_botocore._inject_header(request=Mine)
+    finally:
+        t.end_subsegment(sub)
+        t.end_segment(seg, token)
+    assert Req.headers["X-Amzn-Trace-Id"] == header.format(seg.trace_id, sub.id, True, lineage)
+    assert Req.headers["traceparent"] == header.format_traceparent(seg.trace_id, sub.id, True)
+    assert Req.headers.get("tracestate") == tracestate
+    assert Mine.headers["traceparent"] == "00-mine" and "tracestate" not in Mine.headers
+    assert Mine.headers["X-Amzn-Trace-Id"] == Req.headers["X-Amzn-Trace-Id"]
+    assert sub.aws["retries"] == 1  # one per attempt: two attempts
