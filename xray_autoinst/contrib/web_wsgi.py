@@ -103,13 +103,15 @@ class XRayMiddleware(_web.AppWrapper):
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("PATH_INFO", "")
                 host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-                seg, token = tracer.begin_segment(self.name, hdr, host, method, path, None,
+                seg, token = tracer.begin_segment(None, hdr, host, method, path, None,
                                                   _UnsampledRequest)
             else:  # X-Ray's default rule alone: they are read for a sampled request only
                 # (every argument positional: a keyword costs the call's fast path)
-                seg, token = tracer.begin_segment(self.name, hdr, None, None, None, None,
+                seg, token = tracer.begin_segment(None, hdr, None, None, None, None,
                                                   _UnsampledRequest)
                 method = None
+            # the segment is named after it is made, and only if sampled: each attribute read
+            # on this class goes through AppWrapper's __getattr__ hook (~300 instructions)
             sampled = seg.sampled  # (a class attribute: read once)
             if hdr is not None:
                 if not raw and "HTTP_TRACESTATE" in environ:
@@ -122,6 +124,9 @@ class XRayMiddleware(_web.AppWrapper):
                 # a sampled segment's own slot (its trace_id is a property: a Python call)
                 echo = "Root=" + (seg.trace_id_ if sampled else seg.trace_id)
             if sampled:
+                name = self.name
+                if name:
+                    seg.name = name
                 if method is None:
                     method = environ.get("REQUEST_METHOD", "GET")
                     path = environ.get("PATH_INFO", "")
