@@ -87,3 +87,25 @@ def test_strict_validation(text, fragment):
 def test_load_rules_missing_file():
     with pytest.raises(ValueError, match="cannot read rules file"):
         sampling.load_rules("/nonexistent/rules.json")
+
+
+def test_default_rule_alone_counts_the_segments_own_clock_read(tracer, monkeypatch):
+    """X-Ray's default rule alone is asked by the tracer with the segment's start time: the
+    reservoir's second is the request's, and no second clock read is made."""
+    from xray_testing import install_tracer
+
+    from xray_autoinst.core import tracer as tracer_mod
+
+    t, emitter = install_tracer(
+        {"XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 1, "rate": 0}}'})
+    reads = []
+    monkeypatch.setattr(sampling, "_time", lambda: reads.append(1) or 5000.0)
+    monkeypatch.setattr(tracer_mod, "_time", lambda: 7000.25)
+    decisions = []
+    for _ in range(3):
+        seg, token = t.begin_segment("svc")
+        decisions.append(seg.sampled)
+        t.end_segment(seg, token)
+    assert decisions == [True, False, False] and reads == []
+    assert t.sampler.default._second == 7000.0
+    assert emitter.documents[0]["start_time"] == 7000.25

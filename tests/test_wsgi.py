@@ -324,3 +324,76 @@ def test_function_file_wrapper_is_swapped_and_restored(tracer):
     [doc] = emitter.documents
     validate(doc)
     assert doc["http"]["response"] == {"status": 200}
+
+
+UNSAMPLED = {"XRAY_SAMPLING_RULES": '{"version": 2, "default": {"fixed_target": 0, "rate": 0}}'}
+
+
+def test_unsampled_response_replaces_the_apps_own_trace_header(tracer):
+    from xray_testing import install_tracer
+
+    _t, emitter = install_tracer(UNSAMPLED)
+
+    def app(environ, start_response):
+        headers = [("x-amzn-trace-id", "Root=theirs"), ("Content-Length", "2"),
+                   ("X-Amzn-Trace-Id", "Root=theirs-too")]
+        start_response("200 OK", headers)
+        return [b"ok"]
+
+    captured = []
+
+    def start_response(status, headers, exc_info=None):
+        captured.extend(headers)
+
+    XRayMiddleware(app)(call_environ(), start_response)
+    ours = [v for k, v in captured if k.lower() == "x-amzn-trace-id"]
+    assert len(ours) == 1 and ours[0].startswith("Root=1-") and emitter.documents == []
+    assert ("Content-Length", "2") in captured
+
+
+def call_environ(**extra):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "localhost",
+               "HTTP_HOST": "example.test", "wsgi.url_scheme": "http"}
+    environ.update(extra)
+    return environ
+
+
+def test_rules_match_on_the_request_fields(tracer):
+    """With rules, the middleware hands the sampler the host, method and path (with X-Ray's
+    default rule alone it reads them for a sampled request only)."""
+    from xray_testing import install_tracer
+
+    _t, emitter = install_tracer({"XRAY_SAMPLING_RULES": (
+        '{"version": 2, "rules": [{"host": "example.test", "http_method": "POST",'
+        ' "url_path": "/health", "fixed_target": 0, "rate": 0}],'
+        ' "default": {"fixed_target": 0, "rate": 1}}')})
+    assert _t.reads_request is True
+    call(XRayMiddleware(simple_app()), "/health", method="POST")
+    assert emitter.documents == []
+    call(XRayMiddleware(simple_app()), "/health", method="GET")
+    call(XRayMiddleware(simple_app()), "/other", method="POST")
+    assert [d["http"]["request"]["method"] for d in emitter.documents] == ["GET", "POST"]
+    assert emitter.documents[-1]["http"]["request"]["url"] == "http://example.test/other"
+
+
+def test_a_replaced_sampler_is_asked_with_the_request_fields(tracer):
+    t, emitter = tracer
+    assert t.reads_request is False  # X-Ray's default rule alone (the fixture's rate 1)
+    real = t.sampler
+    calls = []
+
+    class Counting:
+        def sample(self, host, method, path):
+            calls.append((host, method, path))
+            return False
+
+    t.sampler = Counting()
+    try:
+        assert t.reads_request is True
+        call(XRayMiddleware(simple_app()), "/p", method="PUT")
+        assert calls == [("example.test", "PUT", "/p")] and emitter.documents == []
+    finally:
+        t.sampler = real
+    call(XRayMiddleware(simple_app()), "/q")
+    assert len(calls) == 1 and emitter.documents[-1]["http"]["request"]["url"] == \
+        "http://example.test/q"

@@ -298,23 +298,32 @@ class Subsegment(Entity):
 
 class UnsampledSegment:
     """What an unsampled request carries: enough to propagate ``Sampled=0`` downstream. Its id
-    is made only if a downstream call asks for it."""
+    is made only if a downstream call asks for it.
 
-    __slots__ = ("trace_id", "_id", "lineage", "tracestate")
+    Made as ``UnsampledSegment()`` and then given its ``trace_id`` (``unsampled_segment()`` does
+    both): a class with no ``__init__``, its other fields class defaults, is the cheapest object
+    CPython 3.11 makes on the unsampled request's path (~970 instructions; with slots and an
+    ``__init__`` it was ~1 770)."""
+
     sampled = False
     segment = property(lambda self: self)
-
-    def __init__(self, trace_id, lineage=None):
-        self.trace_id = trace_id
-        self._id = None
-        self.lineage = lineage
-        self.tracestate = None
+    _id = None
+    lineage = None
+    tracestate = None  # W3C tracestate to pass on downstream
 
     @property
     def id(self):
         if self._id is None:
             self._id = ids.entity_id()
         return self._id
+
+
+def unsampled_segment(trace_id, lineage=None):
+    seg = UnsampledSegment()
+    seg.trace_id = trace_id
+    if lineage:
+        seg.lineage = lineage
+    return seg
 
 
 def clean_name(name):

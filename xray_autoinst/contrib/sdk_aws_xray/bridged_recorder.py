@@ -105,9 +105,9 @@ def begin_segment(rec, name=None, traceid=None, parent_id=None, sampling=None):
     except Exception:  # noqa: BLE001
         fail("begin_segment")
         from ...core import ids
-        from ...core.entities import UnsampledSegment
+        from ...core.entities import unsampled_segment
 
-        return SegmentFacade(UnsampledSegment(ids.trace_id()))
+        return SegmentFacade(unsampled_segment(ids.trace_id()))
 
 
 def end_segment(rec, end_time=None):
